@@ -1,0 +1,148 @@
+"""The ASGI application: ``create_app()`` wires plugins, lifespan, errors and routes.
+
+``uvicorn app.asgi:app`` serves it directly; ``taskapi serve`` does the same after migrating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from litestar import Litestar, Request
+from litestar.config.compression import CompressionConfig
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.types import Message, Scope
+
+from app.auth import Principal, make_auth
+from app.controllers.auth import AuthController, UserController
+from app.controllers.comments import CommentController
+from app.controllers.health import HealthController
+from app.controllers.labels import LabelController
+from app.controllers.params import REPLAYED_STATE_KEY
+from app.controllers.projects import ProjectController
+from app.controllers.tasks import TaskController
+from app.db import close_pool, start_pool
+from app.errors import exception_handlers
+from app.services.idempotency import purge_expired_keys
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger("taskapi")
+
+MAX_BODY_BYTES = 1024 * 1024
+DOCS_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+JSON_TYPES = ("application/json",)
+
+
+def provide_principal(request: Request[Principal, Any, Any]) -> Principal:
+    return request.user
+
+
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON (the token endpoint also takes the OAuth2 form)."""
+    if request.method not in {"POST", "PATCH", "PUT"}:
+        return
+    has_body = request.headers.get("content-length", "0") not in {"0", ""} or "transfer-encoding" in request.headers
+    if not has_body:
+        return
+    media_type = request.content_type[0]
+    if media_type in JSON_TYPES or media_type.endswith("+json"):
+        return
+    if request.route_handler.opt.get("accept_form") and media_type == "application/x-www-form-urlencoded":
+        return
+    raise HTTPException(status_code=415, detail=f"Content-Type must be application/json, not {media_type!r}")
+
+
+async def add_replay_header(message: Message, scope: Scope) -> None:
+    """``Idempotent-Replayed: true`` on answers a controller flagged as replays."""
+    if message["type"] == "http.response.start" and scope.get("state", {}).get(REPLAYED_STATE_KEY):
+        message["headers"] = [*message.get("headers", []), (b"idempotent-replayed", b"true")]
+
+
+async def _purge_idempotency_keys() -> None:
+    while True:
+        await asyncio.sleep(600)
+        with contextlib.suppress(Exception):
+            await purge_expired_keys()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the application. Settings are validated here, so unsafe production config fails fast."""
+    settings = settings or get_settings()
+    settings.validate()
+    auth = make_auth(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await start_pool(settings)
+        purger = asyncio.create_task(_purge_idempotency_keys())
+        try:
+            yield
+        finally:
+            purger.cancel()
+            await close_pool()
+
+    docs_assets = create_static_files_router(
+        path="/schema/assets", directories=[DOCS_ASSETS], opt={"exclude_from_auth": True}, include_in_schema=False
+    )
+    openapi = OpenAPIConfig(
+        title="taskapi",
+        version="1.0.0",
+        description="Multi-user task management REST API. Authorize with a bearer token from /api/v1/auth/token.",
+        path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url="/schema/assets/swagger-ui-bundle.js",
+                css_url="/schema/assets/swagger-ui.css",
+                standalone_preset_js_url="/schema/assets/swagger-ui-standalone-preset.js",
+                favicon="<link rel='icon' type='image/png' href='/schema/assets/favicon-32x32.png'>",
+            )
+        ],
+        components=Components(
+            security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+        ),
+    )
+
+    app = Litestar(
+        route_handlers=[
+            HealthController,
+            AuthController,
+            UserController,
+            ProjectController,
+            LabelController,
+            TaskController,
+            CommentController,
+            docs_assets,
+        ],
+        dependencies={"current_user": Provide(provide_principal, sync_to_thread=False)},
+        on_app_init=[auth.on_app_init],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        before_request=require_json_body,
+        before_send=[add_replay_header],
+        openapi_config=openapi,
+        request_max_body_size=MAX_BODY_BYTES,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=4096),
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            log_exceptions="debug",
+        ),
+        debug=False,
+    )
+    app.state.settings = settings
+    app.state.auth = auth
+    return app
+
+
+app = create_app()

@@ -1,0 +1,98 @@
+"""The ``taskapi`` command: ``serve`` and ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from app.settings import PROJECT_ROOT, SettingsError, get_settings
+
+MIGRATION_LOCK_KEY = 0x7A5C_A91  # pg_advisory_lock key shared by every taskapi instance
+
+
+def _prepare_piccolo() -> None:
+    # Piccolo finds its configuration by module name; make the project's importable from anywhere.
+    os.environ.setdefault("PICCOLO_CONF", "piccolo_conf")
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+
+
+async def migrate() -> bool:
+    """Apply pending migrations under a PostgreSQL advisory lock. Returns True on success.
+
+    Two instances starting together both call this; the second waits for the first, then finds
+    nothing left to do.
+    """
+    _prepare_piccolo()
+    import asyncpg
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    from app.db import engine_config
+
+    config = engine_config()
+    connection = await asyncpg.connect(dsn=config["dsn"], timeout=config["timeout"])
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            result = await run_forwards(app_name="all", migration_id="all")
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await connection.close()
+    return bool(result.success)
+
+
+def _database_label() -> str:
+    settings = get_settings()
+    if settings.database_url:
+        return "DATABASE_URL"
+    return f"embedded PostgreSQL in {settings.data_dir}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taskapi", description="taskapi task management API")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="apply pending migrations, then serve the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = get_settings()
+        settings.validate()
+    except SettingsError as exc:
+        print(f"taskapi: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "migrate" or not args.no_migrate:
+        print(f"taskapi: applying migrations ({_database_label()})", flush=True)
+        if not asyncio.run(migrate()):
+            print("taskapi: migrations failed", file=sys.stderr)
+            return 1
+    if args.command == "migrate":
+        return 0
+
+    import uvicorn
+
+    base = f"http://{args.host}:{args.port}"
+    print(f"taskapi: API at {base}/api/v1, docs at {base}/schema, OpenAPI at {base}/schema/openapi.json", flush=True)
+    print(f"taskapi: database: {_database_label()}", flush=True)
+    uvicorn.run(
+        "app.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Register, token, revoke and the current user."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ValidationException
+from litestar.params import Body, JSONBody
+
+from app.auth import issue_token
+from app.controllers.params import CurrentUser
+from app.dto import UserReadDTO
+from app.services import users
+from app.tables import User
+
+EMAIL = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+PASSWORD = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+
+
+class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: EMAIL
+    password: PASSWORD
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(max_length=320)]
+    password: Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]
+
+    @post("/register", return_dto=UserReadDTO, opt={"exclude_from_auth": True})
+    async def register(self, data: JSONBody[RegisterBody]) -> Response[User]:
+        """Create an account. The email is unique case-insensitively."""
+        user = await users.register_user(email=data.email, password=data.password, display_name=data.display_name)
+        return Response(user, status_code=201, headers={"Location": "/api/v1/users/me"})
+
+    @post("/token", status_code=200, opt={"exclude_from_auth": True, "accept_form": True})
+    async def issue_token(self, request: Request[Any, Any, Any]) -> TokenResponse:
+        """Exchange credentials for a bearer token.
+
+        Accepts JSON ``{email, password}`` or the OAuth2 password form (``username``, ``password``).
+        """
+        email, password = await _credentials(request)
+        user_id, generation = await users.authenticate(email=email, password=password)
+        settings = request.app.state.settings
+        token = issue_token(request.app.state.auth, settings, user_id, generation)
+        return TokenResponse(
+            access_token=token,
+            token_type="bearer",  # noqa: S106 - the OAuth2 token type, not a secret
+            expires_in=settings.token_ttl_seconds,
+        )
+
+    @post("/revoke", status_code=204)
+    async def revoke_tokens(self, current_user: CurrentUser) -> None:
+        """Revoke every token issued to the caller so far (log out everywhere)."""
+        await users.revoke_tokens(current_user.id)
+
+
+class UserController(Controller):
+    path = "/api/v1/users"
+    tags = ["users"]
+    return_dto = UserReadDTO
+
+    @get("/me")
+    async def get_me(self, current_user: CurrentUser) -> User:
+        """The authenticated user."""
+        return await users.get_user(current_user.id)
+
+
+async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    media_type = request.content_type[0]
+    if media_type == RequestEncodingType.URL_ENCODED:
+        form = await request.form()
+        username, password = form.get("username"), form.get("password")
+        missing = [name for name, value in (("username", username), ("password", password)) if not value]
+        if missing:
+            raise ValidationException(
+                "Invalid input", extra=[{"key": name, "message": "Field required"} for name in missing]
+            )
+        return str(username), str(password)
+    try:
+        body = msgspec.json.decode(await request.body(), type=TokenBody)
+    except msgspec.ValidationError as exc:
+        raise ValidationException("Invalid input", extra=[{"key": "body", "message": str(exc)}]) from None
+    except msgspec.DecodeError as exc:
+        raise ValidationException("Malformed JSON", extra=[{"key": "body", "message": str(exc)}]) from None
+    return body.email, body.password
+
+
+__all__ = ["AuthController", "Body", "UserController"]

@@ -1,0 +1,23 @@
+"""Liveness and readiness; no token needed."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+
+from app.services import health
+
+
+class HealthController(Controller):
+    tags = ["operations"]
+
+    @get("/health", opt={"exclude_from_auth": True})
+    async def health(self) -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "ok"}
+
+    @get("/ready", opt={"exclude_from_auth": True})
+    async def ready(self) -> Response[dict[str, str]]:
+        """200 when the database answers, 503 (with Retry-After) otherwise."""
+        if await health.database_answers():
+            return Response({"status": "ready"})
+        return Response({"status": "unavailable"}, status_code=503, headers={"Retry-After": "2"})

@@ -1,0 +1,83 @@
+"""Parameter types and response helpers shared by the controllers."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+from litestar import Request, Response
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
+
+from app.auth import Principal
+from app.errors import BadParameterError
+from app.services.idempotency import Idempotency
+
+T = TypeVar("T")
+
+MAX_ID = 2_147_483_647
+
+CurrentUser = NamedDependency[Principal]
+
+ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Object id")]
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size, 1..100")]
+Offset = Annotated[int, QueryParameter(ge=0, le=MAX_ID, description="Items to skip, >= 0")]
+Sort = Annotated[
+    str | None,
+    QueryParameter(max_length=200, description="Comma-separated fields, '-' prefix for descending"),
+]
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-Match", max_length=100, description='Expected version, as the ETag: "3"'),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a creating POST safe to retry for 24 h",
+    ),
+]
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,10})"\s*$')
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version named by If-Match, None when absent or ``*`` (any current version)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _ETAG.match(if_match)
+    if match is None:
+        raise BadParameterError("If-Match", 'expected an ETag like "3"', source="header")
+    return int(match.group(1))
+
+
+async def idempotency(request: Request[Principal, Any, Any], key: str | None) -> Idempotency | None:
+    """The request's Idempotency-Key with a fingerprint of its method, path and body."""
+    if key is None:
+        return None
+    return Idempotency.for_request(key, request.method, request.url.path, await request.body())
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+REPLAYED_STATE_KEY = "idempotent_replayed"
+
+
+def mark_replayed(request: Request[Any, Any, Any], replayed: bool) -> None:
+    """Flag the answer as an idempotent replay; app.asgi adds ``Idempotent-Replayed: true``."""
+    if replayed:
+        request.state[REPLAYED_STATE_KEY] = True
+
+
+def created(request: Request[Any, Any, Any], obj: T, location: str, version: int, replayed: bool) -> Response[T]:
+    """201 with Location and ETag; a replay is flagged for the Idempotent-Replayed header."""
+    mark_replayed(request, replayed)
+    return Response(obj, status_code=201, headers={"Location": location, **etag(version)})
+
+
+def with_etag(obj: T, version: int) -> Response[T]:
+    return Response(obj, headers=etag(version))

@@ -1,0 +1,175 @@
+"""Tasks, their filters and the bulk endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.dto import DTOData
+from litestar.params import JSONBody, QueryParameter
+
+from app.auth import Principal
+from app.controllers.params import (
+    MAX_ID,
+    CurrentUser,
+    IdempotencyKeyHeader,
+    IfMatch,
+    Limit,
+    ObjectId,
+    Offset,
+    Sort,
+    created,
+    expected_version,
+    idempotency,
+    mark_replayed,
+    with_etag,
+)
+from app.dto import (
+    FlexPage,
+    Items,
+    TaskBulkCreate,
+    TaskBulkPatch,
+    TaskCreateBody,
+    TaskCreateDTO,
+    TaskPatchBody,
+    TaskPatchDTO,
+    TaskReadDTO,
+    item_errors,
+    struct_changes,
+)
+from app.errors import DomainError
+from app.services import tasks
+from app.tables import Task
+
+QueryId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
+QueryTime = Annotated[dt.datetime | None, QueryParameter(description="RFC 3339 datetime with a zone")]
+
+
+class TaskController(Controller):
+    path = "/api/v1/tasks"
+    tags = ["tasks"]
+    return_dto = TaskReadDTO
+
+    @get("/")
+    async def list_tasks(
+        self,
+        current_user: CurrentUser,
+        project_id: QueryId = None,
+        inbox: Annotated[bool | None, QueryParameter(description="true: only tasks without a project")] = None,
+        parent_id: QueryId = None,
+        status: Annotated[list[Literal["todo", "in_progress", "done"]] | None, QueryParameter()] = None,
+        priority: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=4)]] | None, QueryParameter()] = None,
+        label_id: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]] | None, QueryParameter()] = None,
+        due_before: QueryTime = None,
+        due_after: QueryTime = None,
+        overdue: Annotated[bool | None, QueryParameter(description="true: due in the past and not done")] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200, description="Words that must all appear")] = None,
+        sort: Sort = None,
+        limit: Limit = 20,
+        offset: Offset = 0,
+        cursor: Annotated[str | None, QueryParameter(max_length=2000, description="From next_cursor")] = None,
+        paginate: Annotated[
+            Literal["offset", "cursor"] | None,
+            QueryParameter(description="'cursor' starts a keyset walk (first page, no cursor yet)"),
+        ] = None,
+    ) -> FlexPage[Task]:
+        """The caller's tasks, filtered (AND between parameters, OR within a repeated one) and sorted.
+
+        Sort fields: created_at, updated_at, due_at, priority, title, position, id; ``-`` for
+        descending; default ``-created_at``; ties broken by id; tasks without due_at sort last.
+        With ``cursor`` (or ``paginate=cursor``) the answer is a keyset page with ``next_cursor``.
+        """
+        filters = tasks.TaskFilters(
+            project_id=project_id,
+            inbox=inbox,
+            parent_id=parent_id,
+            status=status or (),
+            priority=priority or (),
+            label_id=label_id or (),
+            due_before=due_before,
+            due_after=due_after,
+            overdue=overdue,
+            q=q,
+        )
+        use_cursor = paginate == "cursor"
+        page = await tasks.list_tasks(
+            current_user.id, filters, sort=sort, limit=limit, offset=offset, cursor=cursor, use_cursor=use_cursor
+        )
+        if use_cursor or cursor is not None:
+            return FlexPage(items=page.items, limit=limit, next_cursor=page.next_cursor)
+        return FlexPage(items=page.items, limit=limit, total=page.total or 0, offset=offset)
+
+    @post("/", dto=TaskCreateDTO)
+    async def create_task(
+        self,
+        request: Request[Principal, Any, Any],
+        current_user: CurrentUser,
+        data: JSONBody[DTOData[Task]],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[Task]:
+        """Create a task (or a subtask with parent_id); label_ids attaches labels."""
+        task, replayed = await tasks.create_task(
+            current_user.id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
+        )
+        return created(request, task, f"{self.path}/{task.id}", task.version, replayed)
+
+    @get("/{task_id:int}")
+    async def get_task(self, current_user: CurrentUser, task_id: ObjectId) -> Response[Task]:
+        """One task with its labels."""
+        task = await tasks.get_task(current_user.id, task_id)
+        return with_etag(task, task.version)
+
+    @patch("/{task_id:int}", dto=TaskPatchDTO)
+    async def update_task(
+        self, current_user: CurrentUser, task_id: ObjectId, data: JSONBody[DTOData[Task]], if_match: IfMatch = None
+    ) -> Response[Task]:
+        """Change some fields; label_ids replaces the whole set. Honours If-Match."""
+        task = await tasks.update_task(
+            current_user.id, task_id, data.as_builtins(), expected_version=expected_version(if_match)
+        )
+        return with_etag(task, task.version)
+
+    @delete("/{task_id:int}")
+    async def delete_task(self, current_user: CurrentUser, task_id: ObjectId, if_match: IfMatch = None) -> None:
+        """Delete a task with its subtasks and comments. Honours If-Match."""
+        await tasks.delete_task(current_user.id, task_id, expected_version=expected_version(if_match))
+
+    @post("/bulk", dto=None, status_code=201)
+    async def create_tasks(
+        self,
+        request: Request[Principal, Any, Any],
+        current_user: CurrentUser,
+        data: JSONBody[TaskBulkCreate],
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Items[Task]:
+        """Create up to 100 tasks, all or nothing. An invalid item gives 422 naming its index."""
+        bodies, errors = item_errors(TaskCreateBody, data.tasks, "tasks")
+        if errors:
+            raise _unprocessable("Some tasks are invalid; nothing was created", errors)
+        items, replayed = await tasks.create_tasks(
+            current_user.id,
+            [struct_changes(body) for body in bodies],
+            idempotency=await idempotency(request, idempotency_key),
+        )
+        mark_replayed(request, replayed)
+        return Items(items=items)
+
+    @patch("/bulk", dto=None)
+    async def update_tasks(self, current_user: CurrentUser, data: JSONBody[TaskBulkPatch]) -> Items[Task]:
+        """Apply one partial change to up to 100 tasks, all or nothing; a foreign id gives 404."""
+        bodies, errors = item_errors(TaskPatchBody, [data.changes], "changes")
+        if errors:
+            for error in errors:
+                error["field"] = error["field"].replace("changes[0].", "changes.")
+                error.pop("index", None)
+            raise _unprocessable("The changes are invalid; nothing was changed", errors, status=400)
+        return Items(items=await tasks.update_tasks(current_user.id, data.ids, struct_changes(bodies[0])))
+
+
+def _unprocessable(detail: str, errors: list[dict[str, Any]], status: int = 422) -> DomainError:
+    error = DomainError(detail, errors=errors)
+    error.status = status
+    error.title = "Unprocessable Content" if status == 422 else "Bad Request"
+    return error

@@ -1,0 +1,437 @@
+"""The DTO layer: a project-owned PiccoloDTO and the per-resource DTOs built on it.
+
+Litestar's PiccoloDTO (``litestar.contrib.piccolo``, deprecated) and ``litestar-piccolo`` 0.1.0 have
+measured gaps (STYLE.md section 7). ``PiccoloDTO`` here fixes each one; every fix is pinned by a
+test in ``tests/api/test_dto_contract.py`` so a library upgrade that changes it fails loudly:
+
+1. Omitted columns that have a default get that default (not NULL).
+2. Nullability follows the column's ``null`` (not ``required``).
+3. Varchar lengths are enforced (``min_length=1`` for required text), also on partial PATCH DTOs,
+   and ``choices`` become a closed enum; timestamps must carry a zone.
+4. A body that breaks several rules gets every offending field named, not only the first.
+5. OpenAPI shows enums, lengths, nullability and required fields as they are enforced.
+6. ``secret=True`` columns are never part of any DTO.
+7. Nothing is imported from the deprecated module, so ``-W error`` stays quiet.
+
+M2M-like data (task labels) are not columns: a DTO declares them explicitly in ``extra_fields``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
+
+import msgspec
+from litestar.dto import AbstractDTO, DTOConfig, DTOField, Mark
+from litestar.dto._codegen_backend import DTOCodegenBackend
+from litestar.dto.data_structures import DTOFieldDefinition
+from litestar.exceptions import ValidationException
+from litestar.serialization import decode_json
+from litestar.types import Empty
+from litestar.typing import FieldDefinition
+from piccolo.columns import Column, column_types
+from piccolo.table import Table
+
+from app.tables import Comment, Label, Project, Task, User
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+    from litestar.dto._backend import TransferDTOFieldDefinition  # type: ignore[attr-defined]
+
+T = TypeVar("T", bound=Table)
+
+HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+# Rules a Piccolo column cannot state; enforced in the database by CHECK constraints as well.
+COLUMN_PATTERNS: dict[tuple[str, str], str] = {
+    ("project", "color"): HEX_COLOR,
+    ("label", "color"): HEX_COLOR,
+}
+
+UTCDateTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+def column_annotation(column: Column) -> Any:
+    """The msgspec type that validates and documents one column, including nullability."""
+    meta: dict[str, Any] = {}
+    if column._meta.help_text:
+        meta["description"] = column._meta.help_text
+    choices = column._meta.choices
+    base: Any
+    if choices is not None:
+        base = Literal[tuple(member.value for member in choices)]  # type: ignore[valid-type]
+    elif isinstance(column, column_types.Varchar):
+        base = str
+        meta["max_length"] = column.length
+        if column._meta.required:
+            meta["min_length"] = 1
+        pattern = COLUMN_PATTERNS.get((column._meta.table._meta.tablename, column._meta.name))
+        if pattern:
+            meta["pattern"] = pattern
+    elif isinstance(column, column_types.Timestamptz):
+        base = dt.datetime
+        meta["tz"] = True
+    elif isinstance(column, (column_types.JSON, column_types.JSONB)):
+        base = Any
+    elif isinstance(column, column_types.ForeignKey):
+        base = int
+    else:
+        base = column.value_type
+    annotation = Annotated[base, msgspec.Meta(**meta)] if meta else base
+    return annotation | None if column._meta.null else annotation
+
+
+def column_default(column: Column) -> Any:
+    """The value an omitted column gets on create, or Empty when the field is required."""
+    if column._meta.required:
+        return Empty
+    if column._meta.null and column.default is None:
+        return None
+    default = column.get_default_value()
+    if callable(default) or isinstance(default, (dt.datetime, dt.date)):
+        return Empty  # server-set (timestamps); never a client field on create
+    return default.value if hasattr(default, "value") else default
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """A DTO field that is not a column (e.g. a task's ``labels`` / ``label_ids``)."""
+
+    annotation: Any
+    default: Any = Empty
+    read_only: bool = False
+
+
+class _Backend(DTOCodegenBackend):
+    """Builds transfer structs from our own annotations instead of Litestar's lossy ones."""
+
+    def create_transfer_model_type(
+        self, model_name: str, field_definitions: tuple[TransferDTOFieldDefinition, ...]
+    ) -> type[msgspec.Struct]:
+        factory: type[PiccoloDTO[Any]] = self.dto_factory  # type: ignore[assignment]
+        struct_name = factory.__schema_name__ or self._create_transfer_model_name(model_name)
+        fields: list[tuple[str, Any, Any]] = []
+        default: Any
+        for definition in field_definitions:
+            if definition.is_excluded:
+                continue
+            annotation = factory.annotation_for(self.model_type, definition.name)
+            if definition.is_partial:
+                annotation, default = Union[annotation, msgspec.UnsetType], msgspec.UNSET  # noqa: UP007
+            elif self.is_data_field and definition.default is not Empty:
+                default = definition.default
+            else:
+                # Output structs: every field is always present, so OpenAPI marks it required.
+                default = msgspec.NODEFAULT
+            fields.append(
+                (definition.name, annotation, msgspec.field(default=default, name=definition.serialization_name))
+            )
+        struct = msgspec.defstruct(
+            struct_name,
+            fields,
+            frozen=True,
+            kw_only=True,
+            forbid_unknown_fields=factory.config.forbid_unknown_fields,
+        )
+        struct.__schema_name__ = struct_name  # type: ignore[attr-defined]
+        return struct
+
+    def parse_raw(self, raw: bytes, asgi_connection: ASGIConnection) -> Any:
+        try:
+            return super().parse_raw(raw, asgi_connection)
+        except Exception as exc:
+            raise ValidationException(
+                detail="The request body is not valid",
+                extra=_body_errors(raw, self.transfer_model_type) or [{"message": str(exc), "key": "body"}],
+            ) from exc
+
+
+def _body_errors(raw: bytes, struct: type[msgspec.Struct]) -> list[dict[str, str]]:
+    """Validate a body field by field, so one response names every offending field."""
+    try:
+        body = decode_json(raw)
+    except Exception as exc:
+        return [{"key": "body", "message": f"Malformed JSON: {exc}"}]
+    if not isinstance(body, dict):
+        return [{"key": "body", "message": "Expected a JSON object"}]
+    errors: list[dict[str, str]] = []
+    info = msgspec.structs.fields(struct)
+    known = {f.encode_name: f for f in info}
+    for key in body:
+        if key not in known and struct.__struct_config__.forbid_unknown_fields:
+            errors.append({"key": key, "message": "Unknown or read-only field"})
+    for name, field in known.items():
+        if name not in body:
+            if field.required:
+                errors.append({"key": name, "message": "Field required"})
+            continue
+        try:
+            msgspec.convert(body[name], field.type, strict=True)
+        except msgspec.ValidationError as exc:
+            errors.append({"key": name, "message": str(exc).split(" - at ")[0]})
+    return errors
+
+
+class PiccoloDTO(AbstractDTO[T], Generic[T]):
+    """Project-owned DTO for Piccolo tables. See the module docstring for what it fixes."""
+
+    extra_fields: ClassVar[dict[str, ExtraField]] = {}
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        super().create_for_field_definition(field_definition, handler_id, backend_cls or _Backend)
+
+    @classmethod
+    def annotation_for(cls, model_type: type[Table], name: str) -> Any:
+        if name in cls.extra_fields:
+            return cls.extra_fields[name].annotation
+        column = model_type._meta.get_column_by_name(name)
+        return column_annotation(column)
+
+    @classmethod
+    def generate_field_definitions(cls, model_type: type[Table]) -> Generator[DTOFieldDefinition, None, None]:
+        for column in model_type._meta.columns:
+            if column._meta.secret:
+                continue  # never transferred, in or out
+            mark = Mark.READ_ONLY if column._meta.primary_key else None
+            yield cls._definition(
+                model_type, column._meta.name, column_annotation(column), column_default(column), mark
+            )
+        for name, extra in cls.extra_fields.items():
+            yield cls._definition(
+                model_type, name, extra.annotation, extra.default, Mark.READ_ONLY if extra.read_only else None
+            )
+
+    @classmethod
+    def _definition(
+        cls, model_type: type[Table], name: str, annotation: Any, default: Any, mark: Mark | None
+    ) -> DTOFieldDefinition:
+        return replace(
+            DTOFieldDefinition.from_field_definition(
+                field_definition=FieldDefinition.from_annotation(annotation, name=name),
+                dto_field=DTOField(mark=mark),
+                model_name=model_type.__name__,
+                default_factory=None,
+            ),
+            default=default,
+            name=name,
+        )
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return field_definition.is_subclass_of(Table)
+
+
+def write_struct(dto: type[PiccoloDTO[Any]], table: type[Table], name: str) -> type[msgspec.Struct]:
+    """The body struct a write DTO decodes into, for bodies that embed it (bulk endpoints)."""
+    config = dto.config
+    renames = config.rename_fields or {}
+    fields: list[tuple[str, Any, Any]] = []
+    default: Any
+    for definition in dto.generate_field_definitions(table):
+        if definition.name in config.exclude or definition.dto_field.mark == Mark.READ_ONLY:
+            continue
+        annotation = dto.annotation_for(table, definition.name)
+        if config.partial:
+            annotation, default = Union[annotation, msgspec.UnsetType], msgspec.UNSET  # noqa: UP007
+        else:
+            default = msgspec.NODEFAULT if definition.default is Empty else definition.default
+        fields.append((definition.name, annotation, msgspec.field(default=default, name=renames.get(definition.name))))
+    return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=config.forbid_unknown_fields)
+
+
+def item_errors(struct: type[msgspec.Struct], items: list[Any], prefix: str) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Validate each item of a bulk body; return (converted items, errors naming index and field)."""
+    converted: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        raw = msgspec.json.encode(item)
+        found = _body_errors(raw, struct)
+        if found:
+            errors += [
+                {"field": f"{prefix}[{index}].{e['key']}", "index": index, "message": e["message"]} for e in found
+            ]
+        else:
+            converted.append(msgspec.json.decode(raw, type=struct))
+    return converted, errors
+
+
+def struct_changes(value: msgspec.Struct) -> dict[str, Any]:
+    """The fields a (partial) body set, by attribute name: UNSET ones are left out."""
+    return {name: getattr(value, name) for name in value.__struct_fields__ if getattr(value, name) is not msgspec.UNSET}
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes shared by several resources
+
+
+@dataclass
+class Page(Generic[T]):
+    """An offset page: ``{"items", "total", "limit", "offset"}``."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class FlexPage(msgspec.Struct, Generic[T]):
+    """An offset page ``{"items", "total", "limit", "offset"}`` or, for keyset pagination,
+    ``{"items", "next_cursor", "limit"}``; fields left UNSET are omitted from the JSON."""
+
+    items: list[T]
+    limit: int
+    total: int | msgspec.UnsetType = msgspec.UNSET
+    offset: int | msgspec.UnsetType = msgspec.UNSET
+    next_cursor: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+@dataclass
+class Items(Generic[T]):
+    """A list answer without paging (bulk endpoints): ``{"items": [...]}``."""
+
+    items: list[T]
+
+
+class LabelBrief(msgspec.Struct, frozen=True):
+    """A label as embedded in a task."""
+
+    id: int
+    name: str
+    color: str | None
+
+
+# Server-set columns no client may write.
+SERVER_SET = {"id", "owner", "version", "created_at", "updated_at"}
+
+
+# --------------------------------------------------------------------------------------------
+# Users
+
+
+class UserReadDTO(PiccoloDTO[User]):
+    config = DTOConfig(exclude={"token_generation"})
+
+
+# --------------------------------------------------------------------------------------------
+# Projects
+
+
+class ProjectReadDTO(PiccoloDTO[Project]):
+    config = DTOConfig(exclude={"owner"})
+
+
+class ProjectCreateDTO(PiccoloDTO[Project]):
+    config = DTOConfig(exclude=SERVER_SET, forbid_unknown_fields=True)
+
+
+class ProjectPatchDTO(PiccoloDTO[Project]):
+    config = DTOConfig(exclude=SERVER_SET, partial=True, forbid_unknown_fields=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+
+
+class LabelReadDTO(PiccoloDTO[Label]):
+    config = DTOConfig(exclude={"owner"})
+
+
+class LabelCreateDTO(PiccoloDTO[Label]):
+    config = DTOConfig(exclude=SERVER_SET, forbid_unknown_fields=True)
+
+
+class LabelPatchDTO(PiccoloDTO[Label]):
+    config = DTOConfig(exclude=SERVER_SET, partial=True, forbid_unknown_fields=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+
+LabelIds = Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(max_length=100)]
+TASK_SERVER_SET = SERVER_SET | {"completed_at"}
+
+
+class TaskReadDTO(PiccoloDTO[Task]):
+    config = DTOConfig(exclude={"owner"}, rename_fields={"project": "project_id", "parent": "parent_id"})
+    extra_fields: ClassVar[dict[str, ExtraField]] = {"labels": ExtraField(list[LabelBrief], read_only=True)}
+
+
+class TaskCreateDTO(PiccoloDTO[Task]):
+    config = DTOConfig(
+        exclude=TASK_SERVER_SET,
+        rename_fields={"project": "project_id", "parent": "parent_id"},
+        forbid_unknown_fields=True,
+    )
+    extra_fields: ClassVar[dict[str, ExtraField]] = {"label_ids": ExtraField(LabelIds, default=[])}
+
+
+class TaskPatchDTO(PiccoloDTO[Task]):
+    config = DTOConfig(
+        exclude=TASK_SERVER_SET,
+        rename_fields={"project": "project_id", "parent": "parent_id"},
+        partial=True,
+        forbid_unknown_fields=True,
+    )
+    extra_fields: ClassVar[dict[str, ExtraField]] = {"label_ids": ExtraField(LabelIds)}
+
+
+# --------------------------------------------------------------------------------------------
+# Comments
+
+
+class CommentReadDTO(PiccoloDTO[Comment]):
+    config = DTOConfig(exclude={"owner"}, rename_fields={"task": "task_id"})
+
+
+class CommentCreateDTO(PiccoloDTO[Comment]):
+    config = DTOConfig(exclude=SERVER_SET | {"task"}, forbid_unknown_fields=True)
+
+
+class CommentPatchDTO(PiccoloDTO[Comment]):
+    config = DTOConfig(exclude=SERVER_SET | {"task"}, partial=True, forbid_unknown_fields=True)
+
+
+__all__ = [
+    "CommentCreateDTO",
+    "CommentPatchDTO",
+    "CommentReadDTO",
+    "FlexPage",
+    "Items",
+    "LabelBrief",
+    "LabelCreateDTO",
+    "LabelPatchDTO",
+    "LabelReadDTO",
+    "Page",
+    "ProjectCreateDTO",
+    "ProjectPatchDTO",
+    "ProjectReadDTO",
+    "TaskCreateDTO",
+    "TaskPatchDTO",
+    "TaskReadDTO",
+    "UTCDateTime",
+    "UserReadDTO",
+]
+
+
+TaskCreateBody = write_struct(TaskCreateDTO, Task, "TaskCreateItem")
+TaskPatchBody = write_struct(TaskPatchDTO, Task, "TaskChanges")
+
+
+class TaskBulkCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Up to 100 task create bodies (each as for POST /api/v1/tasks)."""
+
+    tasks: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=100)]
+
+
+class TaskBulkPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """The same partial change (as for PATCH /api/v1/tasks/{id}) applied to up to 100 tasks."""
+
+    ids: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]], msgspec.Meta(min_length=1, max_length=100)
+    ]
+    changes: dict[str, Any]

@@ -1,0 +1,1 @@
+"""Query services: the only place that builds Piccolo queries. No Litestar imports here."""

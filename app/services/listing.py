@@ -1,0 +1,180 @@
+"""Sorting and keyset cursors shared by the list services.
+
+Ordering is always total: the requested keys, then ``id`` (in the direction of the first key).
+``due_at`` sorts its NULLs last in both directions. Cursors are opaque: base64 of a JSON payload
+holding the sort, a fingerprint of the filters and user, and the last row's sort values, signed
+with HMAC-SHA256 under the server secret, so a tampered, foreign or stale cursor is a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from piccolo.columns import Column
+from piccolo.columns.combination import WhereRaw
+from piccolo.querystring import QueryString
+from piccolo.table import Table
+
+from app.errors import BadParameterError
+from app.settings import get_settings
+
+NULLS_LAST = {"due_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    field: str
+    descending: bool
+
+
+def parse_sort(raw: str | None, allowed: dict[str, Column], default: str) -> list[Sort]:
+    """Parse ``sort=-created_at,title`` into keys ending with ``id`` (a total order)."""
+    text = raw if raw not in (None, "") else default
+    keys: list[Sort] = []
+    seen: set[str] = set()
+    for raw_part in text.split(","):
+        part = raw_part.strip()
+        descending = part.startswith("-")
+        name = part[1:] if descending else part
+        if name not in allowed:
+            raise BadParameterError("sort", f"unknown sort field {name!r}; allowed: {', '.join(allowed)}")
+        if name in seen:
+            raise BadParameterError("sort", f"sort field {name!r} given twice")
+        seen.add(name)
+        keys.append(Sort(name, descending))
+        if name == "id":
+            break
+    if "id" not in seen:
+        keys.append(Sort("id", keys[0].descending))
+    return keys
+
+
+def _expressions(table: type[Table], sort: list[Sort]) -> list[tuple[str, bool]]:
+    """(SQL expression, descending) per ORDER BY term; a NULLs-last key adds ``(col IS NULL)`` first.
+
+    Piccolo's order_by always appends ASC/DESC, so NULLS LAST is expressed as that extra leading
+    boolean term, which the expression indexes in the migrations serve.
+    """
+    terms: list[tuple[str, bool]] = []
+    for key in sort:
+        col = _col(table, key.field)
+        if key.field in NULLS_LAST:
+            terms.append((f"({col} IS NULL)", False))
+        terms.append((col, key.descending))
+    return terms
+
+
+def _term_values(sort: list[Sort], values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for key, value in zip(sort, values, strict=True):
+        if key.field in NULLS_LAST:
+            out.append(value is None)
+        out.append(value)
+    return out
+
+
+def order_clauses(table: type[Table], sort: list[Sort]) -> list[tuple[QueryString, bool]]:
+    """(expression, ascending) pairs for ``Select.order_by``; apply them in order."""
+    return [(QueryString(expr), not descending) for expr, descending in _expressions(table, sort)]
+
+
+def apply_order(query: Any, table: type[Table], sort: list[Sort]) -> Any:
+    for expression, ascending in order_clauses(table, sort):
+        query = query.order_by(expression, ascending=ascending)
+    return query
+
+
+def after_clause(table: type[Table], sort: list[Sort], values: list[Any]) -> WhereRaw:
+    """Rows strictly after ``values`` in the ``sort`` order (keyset pagination).
+
+    Same direction everywhere and no NULL: a row comparison ``(a, b, id) > ($1, $2, $3)``, which
+    an index range scan serves directly. Otherwise the OR expansion, with a redundant bound on the
+    first term so the scan still starts at the right place.
+    """
+    terms = _expressions(table, sort)
+    term_values = _term_values(sort, values)
+    directions = {descending for _, descending in terms}
+    if len(directions) == 1 and None not in term_values:
+        op = "<" if directions.pop() else ">"
+        placeholders = ", ".join("{}" for _ in terms)
+        lhs = ", ".join(expr for expr, _ in terms)
+        return WhereRaw(f"(({lhs}) {op} ({placeholders}))", *term_values)
+    ors: list[str] = []
+    args: list[Any] = []
+    for i, (expr, descending) in enumerate(terms):
+        if term_values[i] is None:
+            continue  # a NULL due_at: rows equal on "IS NULL" are equal here too
+        ands: list[str] = []
+        for (prev, _), value in zip(terms[:i], term_values[:i], strict=True):
+            if value is not None:
+                ands.append(f"{prev} = {{}}")
+                args.append(value)
+        ands.append(f"{expr} {'<' if descending else '>'} {{}}")
+        args.append(term_values[i])
+        ors.append("(" + " AND ".join(ands) + ")")
+    if not ors:
+        return WhereRaw("FALSE")
+    first, first_desc = terms[0]
+    bound = f"{first} {'<=' if first_desc else '>='} {{}}"
+    return WhereRaw(f"({bound} AND (" + " OR ".join(ors) + "))", term_values[0], *args)
+
+
+def _col(table: type[Table], field: str) -> str:
+    return f'"{table._meta.tablename}"."{table._meta.get_column_by_name(field)._meta.db_column_name}"'
+
+
+# --------------------------------------------------------------------------------------------
+# Cursors
+
+
+class _CursorPayload(msgspec.Struct, array_like=True):
+    sort: str
+    scope: str
+    values: list[Any]
+
+
+def _signature(body: bytes) -> bytes:
+    key = get_settings().secret_key.encode()
+    return hmac.new(key, b"cursor:" + body, hashlib.sha256).digest()[:16]
+
+
+def scope_fingerprint(user_id: int, filters: Any) -> str:
+    """Ties a cursor to the user and the exact filters it was issued for."""
+    raw = msgspec.json.encode([user_id, filters], order="sorted")
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sort_text(sort: list[Sort]) -> str:
+    return ",".join(("-" if s.descending else "") + s.field for s in sort)
+
+
+def encode_cursor(sort: list[Sort], scope: str, values: list[Any]) -> str:
+    body = msgspec.json.encode(_CursorPayload(sort_text(sort), scope, values))
+    return base64.urlsafe_b64encode(_signature(body) + body).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: list[Sort], scope: str, types: list[type]) -> list[Any]:
+    """Check and unpack a cursor; any tampering, other sort, other filters or user is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (ValueError, TypeError):
+        raise BadParameterError("cursor", "malformed cursor") from None
+    signature, body = raw[:16], raw[16:]
+    if len(signature) != 16 or not hmac.compare_digest(signature, _signature(body)):
+        raise BadParameterError("cursor", "invalid cursor (tampered or issued by another server)")
+    try:
+        payload = msgspec.json.decode(body, type=_CursorPayload)
+    except msgspec.DecodeError:
+        raise BadParameterError("cursor", "malformed cursor") from None
+    if payload.sort != sort_text(sort) or payload.scope != scope or len(payload.values) != len(types):
+        raise BadParameterError("cursor", "cursor was issued for a different sort, filter or user")
+    values: list[Any] = []
+    for value, kind in zip(payload.values, types, strict=True):
+        values.append(dt.datetime.fromisoformat(value) if value is not None and kind is dt.datetime else value)
+    return values

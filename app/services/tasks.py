@@ -1,0 +1,388 @@
+"""Tasks: filters, sorting, offset and keyset pages, subtasks, labels, bulk writes.
+
+Every list answer costs a fixed number of queries whatever the page size: the page, its count
+(offset pages only) and one query for all the page's labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+from piccolo.columns.combination import And, Where
+from piccolo.querystring import QueryString
+
+from app.db import get_engine
+from app.errors import InvalidFieldError, NotFoundError
+from app.services.common import delete_owned, from_row, raise_missing_or_stale, utcnow
+from app.services.idempotency import Idempotency, run_once
+from app.services.listing import (
+    after_clause,
+    apply_order,
+    decode_cursor,
+    encode_cursor,
+    parse_sort,
+    scope_fingerprint,
+)
+from app.tables import Label, Task, TaskLabel, TaskStatus
+
+SORTABLE = {
+    "created_at": Task.created_at,
+    "updated_at": Task.updated_at,
+    "due_at": Task.due_at,
+    "priority": Task.priority,
+    "title": Task.title,
+    "position": Task.position,
+    "id": Task.id,
+}
+SORT_TYPES: dict[str, type] = {
+    "created_at": dt.datetime,
+    "updated_at": dt.datetime,
+    "due_at": dt.datetime,
+    "priority": int,
+    "title": str,
+    "position": int,
+    "id": int,
+}
+DEFAULT_SORT = "-created_at"
+MAX_BULK = 100
+
+# Constraint name -> the body field a client must fix.
+FK_FIELDS = {
+    "task_project_same_owner": ("project_id", "project"),
+    "task_project_fkey": ("project_id", "project"),
+    "task_parent_same_owner": ("parent_id", "parent"),
+    "task_parent_fkey": ("parent_id", "parent"),
+}
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """The list filters of GET /api/v1/tasks; all combine with AND."""
+
+    project_id: int | None = None
+    inbox: bool | None = None
+    parent_id: int | None = None
+    status: Sequence[str] = ()
+    priority: Sequence[int] = ()
+    label_id: Sequence[int] = ()
+    due_before: dt.datetime | None = None
+    due_after: dt.datetime | None = None
+    overdue: bool | None = None
+    q: str | None = None
+    words: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "words", tuple((self.q or "").split()))
+
+
+@dataclass
+class TaskPage:
+    items: list[Task]
+    total: int | None
+    next_cursor: str | None
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(user_id: int, f: TaskFilters) -> Where | And:
+    condition: Any = Task.owner == user_id
+    if f.project_id is not None:
+        condition &= Task.project == f.project_id
+    if f.inbox is True:
+        condition &= Task.project.is_null()
+    elif f.inbox is False:
+        condition &= Task.project.is_not_null()
+    if f.parent_id is not None:
+        condition &= Task.parent == f.parent_id
+    if f.status:
+        condition &= Task.status.is_in(list(dict.fromkeys(f.status)))
+    if f.priority:
+        condition &= Task.priority.is_in(list(dict.fromkeys(f.priority)))
+    if f.label_id:
+        condition &= Task.id.is_in(
+            TaskLabel.select(TaskLabel.task).where(TaskLabel.label.is_in(list(dict.fromkeys(f.label_id))))
+        )
+    if f.due_before is not None:
+        condition &= Task.due_at < f.due_before
+    if f.due_after is not None:
+        condition &= Task.due_at > f.due_after
+    if f.overdue is True:
+        condition &= (Task.due_at < utcnow()) & (Task.status != TaskStatus.done.value)
+    elif f.overdue is False:
+        condition &= Task.due_at.is_null() | (Task.due_at >= utcnow()) | (Task.status == TaskStatus.done.value)
+    for word in f.words:
+        pattern = f"%{_escape_like(word)}%"
+        condition &= Task.title.ilike(pattern) | Task.description.ilike(pattern)
+    return condition  # type: ignore[no-any-return]
+
+
+async def attach_labels(tasks: list[Task]) -> list[Task]:
+    """Set ``labels`` ([{id, name, color}] sorted by name, then id) on every task: one query."""
+    by_task: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if tasks:
+        rows = (
+            await TaskLabel.select(
+                TaskLabel.task,
+                TaskLabel.label.id.as_alias("id"),
+                TaskLabel.label.name.as_alias("name"),
+                TaskLabel.label.color.as_alias("color"),
+            )
+            .where(TaskLabel.task.is_in([t.id for t in tasks]))
+            .order_by(TaskLabel.label.name, TaskLabel.label.id)
+        )
+        for row in rows:
+            by_task[row["task"]].append({"id": row["id"], "name": row["name"], "color": row["color"]})
+    for task in tasks:
+        task.labels = by_task.get(task.id, [])  # type: ignore[attr-defined]
+    return tasks
+
+
+async def list_tasks(
+    user_id: int,
+    filters: TaskFilters,
+    *,
+    sort: str | None,
+    limit: int,
+    offset: int,
+    cursor: str | None = None,
+    use_cursor: bool = False,
+) -> TaskPage:
+    """A page of the user's tasks.
+
+    With ``use_cursor`` (or a ``cursor``), the page is found by keyset (no count, no offset) and
+    carries ``next_cursor``; otherwise it is an offset page with ``total``.
+    """
+    keys = parse_sort(sort, SORTABLE, DEFAULT_SORT)
+    condition: Any = _where(user_id, filters)
+    keyset = use_cursor or cursor is not None
+    scope = scope_fingerprint(user_id, asdict(filters)) if keyset else ""
+    if cursor is not None:
+        values = decode_cursor(cursor, keys, scope, [SORT_TYPES[k.field] for k in keys])
+        condition &= after_clause(Task, keys, values)
+    query = apply_order(Task.select(*Task._meta.columns).where(condition), Task, keys)
+    if keyset:
+        rows = await query.limit(limit + 1)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
+        tasks = await attach_labels([from_row(Task, r) for r in rows])
+        return TaskPage(items=tasks, total=None, next_cursor=next_cursor)
+    rows = await query.limit(limit).offset(offset)
+    total = await Task.count().where(_where(user_id, filters))
+    return TaskPage(items=await attach_labels([from_row(Task, r) for r in rows]), total=total, next_cursor=None)
+
+
+async def get_task(user_id: int, task_id: int) -> Task:
+    row = await Task.select(*Task._meta.columns).where((Task.id == task_id) & (Task.owner == user_id)).first()
+    if row is None:
+        raise NotFoundError("Task", task_id)
+    return (await attach_labels([from_row(Task, row)]))[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Writes
+
+
+def _fk_error(exc: asyncpg.ForeignKeyViolationError, data: dict[str, Any], index: int | None) -> InvalidFieldError:
+    field_name, key = FK_FIELDS.get(exc.constraint_name or "", ("body", ""))
+    message = f"{key} {data.get(key)} does not exist" if key else "references an object that does not exist"
+    return _invalid(field_name, message, index)
+
+
+def _invalid(field_name: str, message: str, index: int | None) -> InvalidFieldError:
+    if index is None:
+        return InvalidFieldError(field_name, message)
+    return InvalidFieldError(f"tasks[{index}].{field_name}", message, index=index)
+
+
+async def _replace_labels(user_id: int, task_id: int, label_ids: list[int], index: int | None = None) -> None:
+    """Make the task's label set exactly ``label_ids``; every id must be the user's label."""
+    wanted = list(dict.fromkeys(label_ids))
+    await TaskLabel.delete().where(TaskLabel.task == task_id)
+    if not wanted:
+        return
+    inserted = await TaskLabel.raw(
+        "INSERT INTO task_label (task, label) SELECT {}, l.id FROM label l "
+        "WHERE l.owner = {} AND l.id = ANY({}::integer[]) RETURNING label",
+        task_id,
+        user_id,
+        wanted,
+    )
+    if len(inserted) != len(wanted):
+        missing = sorted(set(wanted) - {r["label"] for r in inserted})
+        raise _invalid("label_ids", f"labels {missing} do not exist", index)
+
+
+async def _check_no_cycle(user_id: int, task_id: int, parent_id: int) -> None:
+    """422 if ``parent_id`` is the task itself or one of its descendants."""
+    if parent_id == task_id:
+        raise InvalidFieldError("parent_id", "a task cannot be its own parent")
+    rows = await Task.raw(
+        "WITH RECURSIVE ancestors(id, parent) AS ("
+        " SELECT id, parent FROM task WHERE id = {} AND owner = {}"
+        " UNION SELECT t.id, t.parent FROM task t JOIN ancestors a ON t.id = a.parent"
+        ") SELECT 1 AS hit FROM ancestors WHERE id = {} LIMIT 1",
+        parent_id,
+        user_id,
+        task_id,
+    )
+    if rows:
+        raise InvalidFieldError("parent_id", "a task cannot become its own ancestor")
+
+
+async def _lock_tree(user_id: int) -> None:
+    # Serialises re-parenting per user, so two concurrent moves cannot close a cycle together.
+    await Task.raw("SELECT pg_advisory_xact_lock(hashtextextended('task-tree', {}))", user_id)
+
+
+async def _insert_task(user_id: int, data: dict[str, Any], index: int | None = None) -> dict[str, Any]:
+    values = dict(data)
+    label_ids = values.pop("label_ids", [])
+    if values.get("status") == TaskStatus.done.value:
+        values["completed_at"] = utcnow()
+    try:
+        rows = await Task.insert(Task(owner=user_id, **values)).returning(*Task._meta.columns)
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise _fk_error(exc, values, index) from None
+    row = rows[0]
+    if label_ids:
+        await _replace_labels(user_id, row["id"], label_ids, index)
+    return row
+
+
+async def _rows_to_tasks(rows: list[dict[str, Any]]) -> list[Task]:
+    return await attach_labels([from_row(Task, r) for r in rows])
+
+
+def _snapshot(tasks: list[Task]) -> list[dict[str, Any]]:
+    return [{**{c._meta.name: getattr(t, c._meta.name) for c in Task._meta.columns}, "labels": t.labels} for t in tasks]  # type: ignore[attr-defined]
+
+
+async def create_task(
+    user_id: int, data: dict[str, Any], *, idempotency: Idempotency | None = None
+) -> tuple[Task, bool]:
+    """Create one task (with its labels) in one transaction. Returns (task, replayed)."""
+
+    async def create() -> list[dict[str, Any]]:
+        async with get_engine().transaction():
+            row = await _insert_task(user_id, data)
+            snapshot = _snapshot(await _rows_to_tasks([row]))
+        return snapshot
+
+    rows, replayed = await run_once(user_id, idempotency, create)
+    return _restore(rows)[0], replayed
+
+
+async def create_tasks(
+    user_id: int, items: list[dict[str, Any]], *, idempotency: Idempotency | None = None
+) -> tuple[list[Task], bool]:
+    """Create up to 100 tasks, all or nothing; an error names the failing item's index."""
+
+    async def create() -> list[dict[str, Any]]:
+        async with get_engine().transaction():
+            rows = [await _insert_task(user_id, item, index) for index, item in enumerate(items)]
+            snapshot = _snapshot(await _rows_to_tasks(rows))
+        return snapshot
+
+    rows, replayed = await run_once(user_id, idempotency, create)
+    return _restore(rows), replayed
+
+
+def _restore(rows: list[dict[str, Any]]) -> list[Task]:
+    tasks = []
+    for row in rows:
+        labels = row.pop("labels", [])
+        task = from_row(Task, row)
+        task.labels = labels  # type: ignore[attr-defined]
+        tasks.append(task)
+    return tasks
+
+
+def _update_values(changes: dict[str, Any]) -> dict[Any, Any]:
+    values: dict[Any, Any] = {Task._meta.get_column_by_name(k): v for k, v in changes.items() if k != "label_ids"}
+    if "status" in changes:
+        values[Task.completed_at] = QueryString(
+            "CASE WHEN {} = 'done' THEN COALESCE(\"completed_at\", {}) ELSE NULL END",
+            changes["status"],
+            utcnow(),
+        )
+    values[Task.version] = Task.version + 1
+    values[Task.updated_at] = utcnow()
+    return values
+
+
+async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, expected_version: int | None) -> Task:
+    """Apply a partial change. Status drives ``completed_at``; ``label_ids`` replaces the set.
+
+    The version check and the write are one UPDATE, so concurrent writers with the same
+    If-Match see exactly one success.
+    """
+    needs_transaction = "label_ids" in changes or changes.get("parent") is not None
+    if not needs_transaction:
+        return (await attach_labels([await _update_one(user_id, task_id, changes, expected_version)]))[0]
+    async with get_engine().transaction():
+        if changes.get("parent") is not None:
+            await _lock_tree(user_id)
+            await _check_no_cycle(user_id, task_id, changes["parent"])
+        task = await _update_one(user_id, task_id, changes, expected_version)
+        if "label_ids" in changes:
+            await _replace_labels(user_id, task_id, changes["label_ids"])
+    return (await attach_labels([task]))[0]
+
+
+async def _update_one(user_id: int, task_id: int, changes: dict[str, Any], expected_version: int | None) -> Task:
+    condition: Any = (Task.id == task_id) & (Task.owner == user_id)
+    if expected_version is not None:
+        condition &= Task.version == expected_version
+    try:
+        rows = (
+            await Task.update(_update_values(changes), use_auto_update=False)
+            .where(condition)
+            .returning(*Task._meta.columns)
+        )
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise _fk_error(exc, changes, None) from None
+    if not rows:
+        await raise_missing_or_stale(Task, "Task", user_id, task_id)
+    return from_row(Task, rows[0])
+
+
+async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) -> list[Task]:
+    """Apply the same partial change to several tasks, all or nothing; 404 names a foreign id."""
+    wanted = list(dict.fromkeys(ids))
+    async with get_engine().transaction():
+        if changes.get("parent") is not None:
+            await _lock_tree(user_id)
+            for task_id in wanted:
+                await _check_no_cycle(user_id, task_id, changes["parent"])
+        try:
+            rows = (
+                await Task.update(_update_values(changes), use_auto_update=False)
+                .where((Task.id.is_in(wanted)) & (Task.owner == user_id))
+                .returning(*Task._meta.columns)
+            )
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise _fk_error(exc, changes, None) from None
+        found = {r["id"] for r in rows}
+        if missing := [i for i in wanted if i not in found]:
+            raise NotFoundError("Task", missing[0])
+        if "label_ids" in changes:
+            for task_id in wanted:
+                await _replace_labels(user_id, task_id, changes["label_ids"])
+    by_id = {r["id"]: r for r in rows}
+    return await attach_labels([from_row(Task, by_id[i]) for i in wanted])
+
+
+async def delete_task(user_id: int, task_id: int, *, expected_version: int | None) -> None:
+    """Delete a task; its subtasks and comments go with it (ON DELETE CASCADE)."""
+    await delete_owned(Task, "Task", owner_id=user_id, obj_id=task_id, expected_version=expected_version)
+
+
+__all__ = ["Label", "TaskFilters", "TaskPage"]
