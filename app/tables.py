@@ -95,7 +95,7 @@ class TaskLabel(Table):
 
     task = ForeignKey(Task, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
     label = ForeignKey(Label, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
-    unique_task_label = Unique([task, label], name="task_label_unique_pair")
+    unique_task_label = Unique([task, label])
 
 
 class Comment(Table):
@@ -122,7 +122,7 @@ class IdempotencyKey(Table):
     # The created rows exactly as first answered (an object, or a list for bulk create).
     snapshot = JSONB(null=False)
     created_at = Timestamptz(default=TimestamptzNow(), null=False, index=True)
-    unique_owner_key = Unique([owner, key], name="idempotency_owner_key_unique")
+    unique_owner_key = Unique([owner, key])
 
 
 ALL_TABLES: list[type[Table]] = [User, Project, Label, Task, TaskLabel, Comment, IdempotencyKey]
