@@ -29,6 +29,10 @@ class Principal:
 
 async def retrieve_principal(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """Accept the token only while its user exists and its generation is current."""
+    # Litestar takes whatever follows the first space, so "Token <jwt>" would pass: require Bearer.
+    scheme = connection.headers.get("authorization", "").partition(" ")[0]
+    if scheme.lower() != "bearer":
+        return None
     try:
         user_id = int(token.sub)
         generation = int(token.extras.get("gen", -1))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.params import Body, JSONBody
 
 from app.auth import issue_token
 from app.controllers.params import CurrentUser
-from app.dto import UserReadDTO
+from app.dto import UserReadDTO, _Backend
 from app.services import users
 from app.tables import User
 
@@ -24,6 +25,21 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     email: EMAIL
     password: PASSWORD
     display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class RegisterDTO(MsgspecDTO[RegisterBody]):
+    """Decodes RegisterBody with the app's DTO backend, so a bad body names every offending field."""
+
+    config = DTOConfig(forbid_unknown_fields=True)
+    __schema_name__ = "RegisterBody"
+
+    @classmethod
+    def create_for_field_definition(cls, field_definition: Any, handler_id: str, backend_cls: Any = None) -> None:
+        super().create_for_field_definition(field_definition, handler_id, backend_cls or _Backend)
+
+    @classmethod
+    def annotation_for(cls, model_type: type[RegisterBody], name: str) -> Any:
+        return get_type_hints(model_type, include_extras=True)[name]
 
 
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,7 +57,7 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/register", return_dto=UserReadDTO, opt={"exclude_from_auth": True})
+    @post("/register", dto=RegisterDTO, return_dto=UserReadDTO, opt={"exclude_from_auth": True})
     async def register(self, data: JSONBody[RegisterBody]) -> Response[User]:
         """Create an account. The email is unique case-insensitively."""
         user = await users.register_user(email=data.email, password=data.password, display_name=data.display_name)

@@ -1,0 +1,30 @@
+"""Assertions shared by the API tests: the RFC 9457 problem shape and "no 5xx"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, *fields: str) -> dict[str, Any]:
+    """The response is a ``status`` problem+json naming at least ``fields`` in ``errors``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_TYPE, response.headers
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    if fields:
+        named = {error["field"] for error in body.get("errors", [])}
+        missing = set(fields) - named
+        assert not missing, f"{sorted(missing)} not named in {body}"
+    return body
+
+
+def error_fields(response: httpx.Response) -> set[str]:
+    return {error["field"] for error in response.json().get("errors", [])}
