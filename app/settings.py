@@ -81,7 +81,7 @@ def load_settings() -> Settings:
         env=os.environ.get("TASKAPI_ENV", "development"),
         database_url=os.environ.get("DATABASE_URL") or None,
         data_dir=Path(data_dir).expanduser().resolve() if data_dir else PROJECT_ROOT / ".taskapi" / "pgdata",
-        secret_key=os.environ.get("TASKAPI_SECRET_KEY", DEV_SECRET),
+        secret_key=os.environ.get("TASKAPI_SECRET_KEY") or DEV_SECRET,
         token_ttl_seconds=_int("TASKAPI_TOKEN_TTL_SECONDS", 3600),
         pool_min_size=_int("DB_POOL_MIN_SIZE", 1),
         pool_max_size=_int("DB_POOL_MAX_SIZE", 10),

@@ -51,7 +51,9 @@ def wait_until_ready(base_url: str, timeout: float = 60.0, path: str = "/ready")
 
 
 @contextmanager
-def running_server(env: dict[str, str], *args: str, timeout: float = 60.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def running_server(
+    env: dict[str, str], *args: str, timeout: float = 60.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Run ``taskapi serve`` on a free port until the block ends; yields (base URL, process)."""
     port = free_port()
     process = subprocess.Popen(

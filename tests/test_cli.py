@@ -52,6 +52,8 @@ def test_create_app_refuses_unsafe_production_settings():
 
 
 def test_help_lists_the_commands():
-    result = subprocess.run([*TASKAPI, "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [*TASKAPI, "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     assert "serve" in result.stdout
     assert "migrate" in result.stdout

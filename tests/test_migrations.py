@@ -44,7 +44,9 @@ def test_piccolo_forwards_builds_an_empty_database(admin_url):
                 }
                 checks = {
                     r["conname"]
-                    for r in await connection.fetch("SELECT conname FROM pg_constraint WHERE contype IN ('c', 'f', 'u')")
+                    for r in await connection.fetch(
+                        "SELECT conname FROM pg_constraint WHERE contype IN ('c', 'f', 'u')"
+                    )
                 }
                 task_fks = await connection.fetch(
                     "SELECT conname, confdeltype FROM pg_constraint WHERE conrelid = 'task'::regclass AND contype = 'f'"
@@ -54,7 +56,7 @@ def test_piccolo_forwards_builds_an_empty_database(admin_url):
             return tables, checks, task_fks
 
         tables, checks, task_fks = asyncio.run(inspect())
-    assert EXPECTED_TABLES <= tables
+    assert tables >= EXPECTED_TABLES
     assert {
         "task_status_valid",
         "task_priority_range",
@@ -73,7 +75,14 @@ def test_two_migrators_starting_together_do_not_race(admin_url):
     with fresh_database(admin_url) as url:
         env = process_env(DATABASE_URL=url)
         procs = [
-            subprocess.Popen([*TASKAPI, "migrate"], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                [*TASKAPI, "migrate"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             for _ in range(2)
         ]
         outputs = [p.communicate(timeout=120)[0] for p in procs]
