@@ -57,6 +57,20 @@ class InvalidFieldError(DomainError):
         super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message, **extra}])
 
 
+class InvalidBodyError(DomainError):
+    """A body that fails validation, with every offending field in ``errors``."""
+
+    status = 400
+    title = "Bad Request"
+
+
+class InvalidItemsError(DomainError):
+    """Bulk items that fail validation; ``errors`` name each item's index and field."""
+
+    status = 422
+    title = "Unprocessable Content"
+
+
 class BadParameterError(DomainError):
     """A query parameter or header that is malformed or out of range."""
 

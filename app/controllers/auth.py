@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
-from litestar.params import Body, JSONBody
+from litestar.params import JSONBody
 
 from app.auth import issue_token
 from app.controllers.params import CurrentUser
@@ -115,5 +115,3 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
         raise ValidationException("Malformed JSON", extra=[{"key": "body", "message": str(exc)}]) from None
     return body.email, body.password
 
-
-__all__ = ["AuthController", "Body", "UserController"]

@@ -39,7 +39,7 @@ from app.dto import (
     item_errors,
     struct_changes,
 )
-from app.errors import DomainError
+from app.errors import InvalidBodyError, InvalidItemsError
 from app.services import tasks
 from app.tables import Task
 
@@ -147,7 +147,7 @@ class TaskController(Controller):
         """Create up to 100 tasks, all or nothing. An invalid item gives 422 naming its index."""
         bodies, errors = item_errors(TaskCreateBody, data.tasks, "tasks")
         if errors:
-            raise _unprocessable("Some tasks are invalid; nothing was created", errors)
+            raise InvalidItemsError("Some tasks are invalid; nothing was created", errors=errors)
         items, replayed = await tasks.create_tasks(
             current_user.id,
             [struct_changes(body) for body in bodies],
@@ -164,12 +164,5 @@ class TaskController(Controller):
             for error in errors:
                 error["field"] = error["field"].replace("changes[0].", "changes.")
                 error.pop("index", None)
-            raise _unprocessable("The changes are invalid; nothing was changed", errors, status=400)
+            raise InvalidBodyError("The changes are invalid; nothing was changed", errors=errors)
         return Items(items=await tasks.update_tasks(current_user.id, data.ids, struct_changes(bodies[0])))
-
-
-def _unprocessable(detail: str, errors: list[dict[str, Any]], status: int = 422) -> DomainError:
-    error = DomainError(detail, errors=errors)
-    error.status = status
-    error.title = "Unprocessable Content" if status == 422 else "Bad Request"
-    return error

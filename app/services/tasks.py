@@ -28,7 +28,7 @@ from app.services.listing import (
     parse_sort,
     scope_fingerprint,
 )
-from app.tables import Label, Task, TaskLabel, TaskStatus
+from app.tables import Task, TaskLabel, TaskStatus
 
 SORTABLE = {
     "created_at": Task.created_at,
@@ -384,5 +384,3 @@ async def delete_task(user_id: int, task_id: int, *, expected_version: int | Non
     """Delete a task; its subtasks and comments go with it (ON DELETE CASCADE)."""
     await delete_owned(Task, "Task", owner_id=user_id, obj_id=task_id, expected_version=expected_version)
 
-
-__all__ = ["Label", "TaskFilters", "TaskPage"]
