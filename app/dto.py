@@ -77,6 +77,16 @@ def column_annotation(column: Column) -> Any:
         base = Any
     elif isinstance(column, column_types.ForeignKey):
         base = int
+        meta["ge"], meta["le"] = 1, 2**31 - 1  # every key is a Serial (int4) id
+    elif isinstance(column, column_types.Integer):
+        # The column's own range: a bigger number is a 400 naming the field, not a DataError.
+        bits = 32
+        if isinstance(column, column_types.SmallInt):
+            bits = 16
+        elif isinstance(column, column_types.BigInt):
+            bits = 64
+        base = int
+        meta["ge"], meta["le"] = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     else:
         base = column.value_type
     annotation = Annotated[base, msgspec.Meta(**meta)] if meta else base
@@ -140,7 +150,13 @@ class _Backend(DTOCodegenBackend):
 
     def parse_raw(self, raw: bytes, asgi_connection: ASGIConnection) -> Any:
         try:
-            return super().parse_raw(raw, asgi_connection)
+            # Strict, unlike Litestar's default: "1" is not an integer, "true" not a boolean.
+            return decode_json(
+                raw,
+                target_type=self.annotation,
+                type_decoders=asgi_connection.route_handler.resolve_type_decoders(),
+                strict=True,
+            )
         except Exception as exc:
             raise ValidationException(
                 detail="The request body is not valid",
@@ -352,7 +368,7 @@ class LabelPatchDTO(PiccoloDTO[Label]):
 # --------------------------------------------------------------------------------------------
 # Tasks
 
-LabelIds = Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(max_length=100)]
+LabelIds = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]], msgspec.Meta(max_length=100)]
 TASK_SERVER_SET = SERVER_SET | {"completed_at"}
 
 
