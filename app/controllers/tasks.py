@@ -39,7 +39,7 @@ from app.dto import (
     item_errors,
     struct_changes,
 )
-from app.errors import InvalidBodyError, InvalidItemsError
+from app.errors import InvalidBodyError, InvalidFieldError, InvalidItemsError
 from app.services import tasks
 from app.tables import Task
 
@@ -157,12 +157,30 @@ class TaskController(Controller):
         return Items(items=items)
 
     @patch("/bulk", dto=None)
-    async def update_tasks(self, current_user: CurrentUser, data: JSONBody[TaskBulkPatch]) -> Items[Task]:
+    async def update_tasks(
+        self, request: Request[Principal, Any, Any], current_user: CurrentUser, data: JSONBody[TaskBulkPatch]
+    ) -> Items[Task]:
         """Apply one partial change to up to 100 tasks, all or nothing; a foreign id gives 404."""
+        if bad := _non_integer_ids(await request.body()):
+            raise InvalidBodyError("ids must be integers; nothing was changed", errors=bad)
         bodies, errors = item_errors(TaskPatchBody, [data.changes], "changes")
         if errors:
             for error in errors:
                 error["field"] = error["field"].replace("changes[0].", "changes.")
                 error.pop("index", None)
             raise InvalidBodyError("The changes are invalid; nothing was changed", errors=errors)
-        return Items(items=await tasks.update_tasks(current_user.id, data.ids, struct_changes(bodies[0])))
+        try:
+            items = await tasks.update_tasks(current_user.id, data.ids, struct_changes(bodies[0]))
+        except InvalidFieldError as exc:
+            # The service names the field of one task's changes; in this body it sits under "changes".
+            for error in exc.errors or []:
+                error["field"] = f"changes.{error['field']}"
+            exc.detail = f"changes.{exc.detail}"
+            raise
+        return Items(items=items)
+
+
+def _non_integer_ids(raw: bytes) -> list[dict[str, Any]]:
+    """Litestar converts non-DTO bodies leniently ("1" or 1.0 -> 1); ids must be JSON integers."""
+    ids = msgspec.json.decode(raw)["ids"]
+    return [{"field": f"ids[{i}]", "message": "Expected `int`"} for i, v in enumerate(ids) if type(v) is not int]
