@@ -28,3 +28,12 @@ def assert_problem(response: httpx.Response, status: int, *fields: str) -> dict[
 
 def error_fields(response: httpx.Response) -> set[str]:
     return {error["field"] for error in response.json().get("errors", [])}
+
+
+async def run_sql(query: str, *args: Any) -> Any:
+    """Run one SQL statement against the test database (to arrange timestamps for ordering tests)."""
+    from piccolo.querystring import QueryString
+
+    from app.db import get_engine
+
+    return await get_engine().run_querystring(QueryString(query, *args))
