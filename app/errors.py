@@ -148,6 +148,9 @@ def _validation_errors(extra: Any) -> list[dict[str, Any]] | None:
     for item in extra:
         if isinstance(item, dict):
             entry = {"field": item.get("key") or item.get("field") or "body", "message": item.get("message", "")}
+            if item.get("source") == "header":
+                # Litestar reports a header by its parameter name (idempotency_key): name it as sent.
+                entry["field"] = "-".join(part.capitalize() for part in entry["field"].split("_"))
             if item.get("source"):
                 entry["source"] = item["source"]
             errors.append(entry)

@@ -236,7 +236,8 @@ async def test_keys_are_per_user(client, alice, bob):
 @pytest.mark.parametrize("key", ["", "k" * 256])
 async def test_a_key_of_length_0_or_256_is_400(client, alice, key):
     response = await client.post(f"{API}/projects", json={"name": "Home"}, headers=_keyed(alice, key))
-    _assert_problem(response, 400)
+    body = _assert_problem(response, 400)
+    assert [(e["field"], e["source"]) for e in body["errors"]] == [("Idempotency-Key", "header")]
     assert await count_rows("project") == 0
     assert await count_rows("idempotency_key") == 0
 

@@ -194,6 +194,26 @@ async def test_malformed_if_match_is_400_and_writes_nothing(client, alice, value
     assert current["title"] == "first"
 
 
+async def test_an_if_match_over_100_chars_is_400_naming_the_header(client, alice):
+    made = await _make(client, alice, "task")
+    response = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": "x" * 101})
+    body = _assert_problem(response, 400)
+    assert {e["field"] for e in body["errors"]} == {"If-Match"}
+    assert (await _current(client, alice, made))["version"] == 1
+
+
+@pytest.mark.parametrize("value", ['"2147483648"', '"9999999999"'])
+async def test_a_well_formed_version_beyond_any_real_one_is_stale(client, alice, value):
+    made = await _make(client, alice, "task")
+    patched = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": value})
+    _assert_problem(patched, 412)
+    assert patched.headers["etag"] == '"1"'
+    deleted = await client.delete(made.path, headers={**alice.headers, "If-Match": value})
+    _assert_problem(deleted, 412)
+    assert deleted.headers["etag"] == '"1"'
+    assert (await _current(client, alice, made))["title"] == "first"
+
+
 async def test_if_match_star_accepts_any_current_version(client, alice, kind):
     made = await _make(client, alice, kind)
     assert (await client.patch(made.path, json={made.field: "second"}, headers=alice.headers)).status_code == 200
