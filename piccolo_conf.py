@@ -6,10 +6,9 @@ and ``taskapi serve`` work on a fresh machine with no setup.
 """
 
 from piccolo.conf.apps import AppRegistry
-from piccolo.engine.postgres import PostgresEngine
 
-from app.db import engine_config
+from app.db import make_engine
 
-DB = PostgresEngine(config=engine_config())
+DB = make_engine()
 
 APP_REGISTRY = AppRegistry(apps=["app.piccolo_app"])

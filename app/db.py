@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 import asyncpg
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
 from app.settings import Settings, get_settings
+
+logger = logging.getLogger("taskapi")
 
 
 def resolve_dsn(settings: Settings) -> str:
@@ -34,6 +38,99 @@ def engine_config(settings: Settings | None = None) -> dict[str, Any]:
             "timezone": "UTC",
         },
     }
+
+
+class TaskapiTransaction(PostgresTransaction):
+    """Piccolo's transaction, made safe for outages.
+
+    Piccolo 1.38 acquires from the pool without a timeout, and when ``BEGIN``, ``COMMIT`` or
+    ``ROLLBACK`` fails (the server went away mid-transaction) it never releases the connection,
+    so the pool shrinks until requests hang. Here the acquire is bounded, the connection is
+    always released (terminated when its state is unknown), and a failed rollback does not
+    hide the error that caused it.
+    """
+
+    engine: TaskapiEngine
+
+    async def get_connection(self) -> Any:
+        if self.engine.pool:
+            return await self.engine.pool.acquire(timeout=self.engine.acquire_timeout)
+        return await self.engine.get_new_connection()
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        self.transaction = self.connection.transaction()
+        try:
+            await self.begin()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await self._give_back(healthy=False)
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        healthy = True
+        try:
+            if exception:
+                if not self._rolled_back:
+                    try:
+                        await self.rollback()  # type: ignore[no-untyped-call]
+                    except Exception:
+                        # The connection is gone; the original exception says why.
+                        healthy = False
+            elif not self._committed and not self._rolled_back:
+                try:
+                    await self.commit()  # type: ignore[no-untyped-call]
+                except BaseException:
+                    healthy = False
+                    raise
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back(healthy=healthy)
+        return exception is None
+
+    async def _give_back(self, *, healthy: bool) -> None:
+        connection = self.connection
+        if not healthy:
+            # Its transaction state is unknown: never hand it to another request.
+            with contextlib.suppress(Exception):
+                connection.terminate()
+        if self.engine.pool:
+            try:
+                await self.engine.pool.release(connection)
+            except Exception as exc:  # asyncpg terminated it; the request's own work is done
+                logger.warning("could not return a connection to the pool: %s", type(exc).__name__)
+        elif healthy:
+            await connection.close()
+
+
+class TaskapiEngine(PostgresEngine):
+    """The PostgresEngine with bounded pool acquires and leak-free transactions."""
+
+    def __init__(self, config: dict[str, Any], *, acquire_timeout: float) -> None:
+        super().__init__(config=config)
+        # Covers waiting for a free connection and opening a new one; past it, a TimeoutError
+        # (one of UNAVAILABLE_ERRORS, so a 503) instead of a request that hangs.
+        self.acquire_timeout = acquire_timeout
+
+    def transaction(self, allow_nested: bool = True) -> TaskapiTransaction:
+        return TaskapiTransaction(engine=self, allow_nested=allow_nested)
+
+    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        if not self.pool:
+            raise ValueError("A pool isn't currently running.")
+        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+            return await connection.fetch(query, *(args or []))
+
+
+def make_engine(settings: Settings | None = None) -> TaskapiEngine:
+    """The one engine, for piccolo_conf.py."""
+    settings = settings or get_settings()
+    return TaskapiEngine(config=engine_config(settings), acquire_timeout=settings.db_acquire_timeout)
 
 
 def get_engine() -> PostgresEngine:
@@ -77,4 +174,7 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.QueryCanceledError,
+    # asyncpg's protocol state broke, in practice because the server cut the connection
+    # mid-operation (seen on COMMIT during a fast shutdown): the outcome is unknown, so retry.
+    asyncpg.exceptions.InternalClientError,
 )

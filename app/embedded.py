@@ -43,4 +43,6 @@ def stop_embedded_server(data_dir: Path) -> None:
         [str(server.bin_path / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
         check=False,
         capture_output=True,
+        # As root, pgserver runs PostgreSQL as its own system user, and pg_ctl refuses root.
+        user=server.system_user,
     )

@@ -45,7 +45,10 @@ class Settings:
     token_ttl_seconds: int = 3600
     pool_min_size: int = 1
     pool_max_size: int = 10
+    # DB_CONNECT_TIMEOUT: seconds to open one connection before giving up.
     db_connect_timeout: float = 2.0
+    # DB_ACQUIRE_TIMEOUT: seconds a query waits for a pooled connection (including opening one);
+    # past it the request gets a 503 with Retry-After instead of hanging (app/db.py TaskapiEngine).
     db_acquire_timeout: float = 3.0
     db_statement_timeout_ms: int = 4000
     shutdown_timeout: float = 10.0
