@@ -122,17 +122,20 @@ async def test_bulk_create_with_one_invalid_item_names_its_index_and_creates_not
     mine = await _post(client, alice, f"{API}/labels", {"name": "mine"})
     bobs_project = await _post(client, bob, f"{API}/projects", {"name": "bob's"})
     bobs_label = await _post(client, bob, f"{API}/labels", {"name": "bob's"})
-    bad_items = {
-        "title": {"description": "no title"},
-        "status": {"title": "t", "status": "finished"},
-        "priority": {"title": "t", "priority": 5},
-        "project_id": {"title": "t", "project_id": bobs_project["id"]},
-        "label_ids": {"title": "t", "label_ids": [mine["id"], bobs_label["id"]]},
-        "parent_id": {"title": "t", "parent_id": 999_999},
-        "version": {"title": "t", "version": 1},
-    }
+    bobs_task = await _task(client, bob)
+    bad_items = [
+        ("title", {"description": "no title"}),
+        ("status", {"title": "t", "status": "finished"}),
+        ("priority", {"title": "t", "priority": 5}),
+        ("project_id", {"title": "t", "project_id": bobs_project["id"]}),
+        ("project_id", {"title": "t", "project_id": 999_999}),
+        ("label_ids", {"title": "t", "label_ids": [mine["id"], bobs_label["id"]]}),
+        ("parent_id", {"title": "t", "parent_id": bobs_task["id"]}),
+        ("parent_id", {"title": "t", "parent_id": 999_999}),
+        ("version", {"title": "t", "version": 1}),
+    ]
     tasks_before = await count_rows("task")
-    for field, bad in bad_items.items():
+    for field, bad in bad_items:
         items: list[dict[str, Any]] = [{"title": f"ok {n}", "label_ids": [mine["id"]]} for n in range(5)]
         items[3] = bad
         response = await client.post(BULK, json={"tasks": items}, headers=alice.headers)
@@ -188,6 +191,12 @@ async def test_bulk_patch_changes_every_task_and_bumps_versions(client, alice):
     for task in items:
         assert await _get(client, alice, task["id"]) == task
     assert await _get(client, alice, untouched["id"]) == untouched
+    # The bump is a real version change: a writer still holding version 1 is now stale.
+    stale = await client.patch(
+        f"{API}/tasks/{first['id']}", json={"title": "late"}, headers={**alice.headers, "If-Match": '"1"'}
+    )
+    _assert_problem(stale, 412)
+    assert stale.headers["etag"] == '"2"'
 
 
 async def test_bulk_patch_applies_the_completed_at_rules(client, alice):
