@@ -17,7 +17,7 @@ from piccolo.columns.combination import And, Where
 from piccolo.querystring import QueryString
 
 from app.db import get_engine
-from app.errors import InvalidFieldError, NotFoundError
+from app.errors import BadParameterError, InvalidFieldError, NotFoundError
 from app.services.common import delete_owned, from_row, raise_missing_or_stale, utcnow
 from app.services.idempotency import Idempotency, run_once
 from app.services.listing import (
@@ -78,6 +78,11 @@ class TaskFilters:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "words", tuple((self.q or "").split()))
+        for name in ("due_before", "due_after"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                # A naive time has no single instant: PostgreSQL would read it in the session zone.
+                raise BadParameterError(name, "a datetime needs a zone (Z or +hh:mm)")
 
 
 @dataclass
@@ -383,4 +388,3 @@ async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) ->
 async def delete_task(user_id: int, task_id: int, *, expected_version: int | None) -> None:
     """Delete a task; its subtasks and comments go with it (ON DELETE CASCADE)."""
     await delete_owned(Task, "Task", owner_id=user_id, obj_id=task_id, expected_version=expected_version)
-
