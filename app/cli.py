@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
+from types import FrameType
 
 from app.settings import PROJECT_ROOT, SettingsError, get_settings
 
@@ -51,6 +53,10 @@ def _database_label() -> str:
     return f"embedded PostgreSQL in {settings.data_dir}"
 
 
+def _exit_0_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskapi", description="taskapi task management API")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://{args.host}:{args.port}"
     print(f"taskapi: API at {base}/api/v1, docs at {base}/schema, OpenAPI at {base}/schema/openapi.json", flush=True)
     print(f"taskapi: database: {_database_label()}", flush=True)
+    # uvicorn drains in-flight requests and runs the lifespan shutdown on SIGTERM, then re-raises
+    # the signal under the handler it found. With the default handler the process would die by
+    # the signal (status 143) after a clean shutdown; this one makes it a plain exit 0.
+    signal.signal(signal.SIGTERM, _exit_0_on_sigterm)
     uvicorn.run(
         "app.asgi:app",
         host=args.host,

@@ -54,7 +54,8 @@ class ServerProcess:
     _log: IO[bytes]
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
@@ -79,6 +80,7 @@ class ServerProcess:
             self.process.kill()
             code = self.process.wait()
         self._log.close()
+        self.log_path.unlink(missing_ok=True)
         return code
 
 
