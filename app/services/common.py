@@ -36,6 +36,17 @@ async def get_owned(table: type[T], resource: str, *, owner_id: int, obj_id: int
     return from_row(table, row)
 
 
+async def check_unchanged(
+    table: type[T], resource: str, *, owner_id: int, obj_id: int, expected_version: int | None
+) -> T:
+    """The object as it is, after the same 404 / 412 checks a write makes (for empty changes)."""
+    obj = await get_owned(table, resource, owner_id=owner_id, obj_id=obj_id)
+    current = obj.version  # type: ignore[attr-defined]
+    if expected_version is not None and current != expected_version:
+        raise PreconditionFailedError(resource, current)
+    return obj
+
+
 async def raise_missing_or_stale(table: type[Table], resource: str, owner_id: int, obj_id: int) -> None:
     """After a conditional write matched nothing: 404 if the object is not the owner's, else 412."""
     row = (
@@ -57,7 +68,15 @@ async def update_owned(
     values: dict[Any, Any],
     expected_version: int | None,
 ) -> T:
-    """One ``UPDATE ... WHERE id AND owner [AND version] RETURNING *``: check and write are atomic."""
+    """One ``UPDATE ... WHERE id AND owner [AND version] RETURNING *``: check and write are atomic.
+
+    An empty change writes nothing and keeps the version (a no-op must not make other writers'
+    If-Match stale), but still answers 404 / 412 like a write would.
+    """
+    if not values:
+        return await check_unchanged(
+            table, resource, owner_id=owner_id, obj_id=obj_id, expected_version=expected_version
+        )
     version: Any = table._meta.get_column_by_name("version")
     owner = table._meta.get_column_by_name("owner")
     pk = table._meta.primary_key

@@ -18,7 +18,7 @@ from piccolo.querystring import QueryString
 
 from app.db import get_engine
 from app.errors import BadParameterError, InvalidFieldError, NotFoundError
-from app.services.common import delete_owned, from_row, raise_missing_or_stale, utcnow
+from app.services.common import check_unchanged, delete_owned, from_row, raise_missing_or_stale, utcnow
 from app.services.idempotency import Idempotency, run_once
 from app.services.listing import (
     after_clause,
@@ -329,6 +329,9 @@ async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, ex
     The version check and the write are one UPDATE, so concurrent writers with the same
     If-Match see exactly one success.
     """
+    if not changes:
+        task = await check_unchanged(Task, "Task", owner_id=user_id, obj_id=task_id, expected_version=expected_version)
+        return (await attach_labels([task]))[0]
     needs_transaction = "label_ids" in changes or changes.get("parent") is not None
     if not needs_transaction:
         return (await attach_labels([await _update_one(user_id, task_id, changes, expected_version)]))[0]
@@ -367,11 +370,14 @@ async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) ->
             await _lock_tree(user_id)
             for task_id in wanted:
                 await _check_no_cycle(user_id, task_id, changes["parent"])
+        owned = (Task.id.is_in(wanted)) & (Task.owner == user_id)
         try:
             rows = (
                 await Task.update(_update_values(changes), use_auto_update=False)
-                .where((Task.id.is_in(wanted)) & (Task.owner == user_id))
+                .where(owned)
                 .returning(*Task._meta.columns)
+                if changes  # an empty change writes nothing and keeps versions
+                else await Task.select(*Task._meta.columns).where(owned)
             )
         except asyncpg.ForeignKeyViolationError as exc:
             raise _fk_error(exc, changes, None) from None
