@@ -8,6 +8,7 @@ into ``application/problem+json`` responses; nothing reaches a client as a trace
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import asyncpg
@@ -141,6 +142,9 @@ def _domain_handler(request: Request[Any, Any, Any], exc: DomainError) -> Respon
     return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
 
 
+_BODY_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
+
+
 def _validation_errors(extra: Any) -> list[dict[str, Any]] | None:
     if not isinstance(extra, list):
         return None
@@ -148,6 +152,13 @@ def _validation_errors(extra: Any) -> list[dict[str, Any]] | None:
     for item in extra:
         if isinstance(item, dict):
             entry = {"field": item.get("key") or item.get("field") or "body", "message": item.get("message", "")}
+            if item.get("source") == "body" and entry["field"] == "data":
+                # Litestar names the whole body after the handler's ``data`` argument: name the
+                # field its message is about, or the body itself (absent or not an object).
+                match = _BODY_FIELD.match(entry["message"])
+                entry["field"] = match.group(1) if match else "body"
+                if entry["message"] == "'data'":
+                    entry["message"] = "A JSON body is required"
             if item.get("source") == "header":
                 # Litestar reports a header by its parameter name (idempotency_key): name it as sent.
                 entry["field"] = "-".join(part.capitalize() for part in entry["field"].split("_"))
@@ -195,7 +206,22 @@ def _integrity_handler(
 
 
 def _data_error_handler(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
+        return problem(400, "Bad Request", "Text must not contain NUL (\\u0000) characters")
     return problem(400, "Bad Request", "A value is out of range for its field")
+
+
+def _recursion_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec raises RecursionError (not DecodeError) for JSON nested too deeply, and Litestar
+    # only converts DecodeError: without this a body like "[[[[..." is a 500.
+    if "deserializing" in str(exc):
+        return problem(
+            400,
+            "Bad Request",
+            "Invalid input: body",
+            errors=[{"field": "body", "message": "Malformed JSON: nested too deeply"}],
+        )
+    return _internal_handler(request, exc)
 
 
 def _unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -220,6 +246,7 @@ exception_handlers: dict[Any, Any] = {
     HTTPException: _http_handler,
     asyncpg.IntegrityConstraintViolationError: _integrity_handler,
     asyncpg.DataError: _data_error_handler,
+    RecursionError: _recursion_handler,
     **dict.fromkeys(UNAVAILABLE_ERRORS, _unavailable_handler),
     Exception: _internal_handler,
 }

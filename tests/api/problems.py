@@ -11,8 +11,9 @@ PROBLEM_TYPE = "application/problem+json"
 
 def assert_problem(response: httpx.Response, status: int, *fields: str) -> dict[str, Any]:
     """The response is a ``status`` problem+json naming at least ``fields`` in ``errors``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_TYPE, response.headers
+    where = f"{response.request.method} {response.request.url.path}"
+    assert response.status_code == status, f"{where}: {response.text[:2000]}"
+    assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_TYPE, (where, response.headers)
     body = response.json()
     assert body["status"] == status
     assert isinstance(body["title"], str)
@@ -22,7 +23,7 @@ def assert_problem(response: httpx.Response, status: int, *fields: str) -> dict[
     if fields:
         named = {error["field"] for error in body.get("errors", [])}
         missing = set(fields) - named
-        assert not missing, f"{sorted(missing)} not named in {body}"
+        assert not missing, f"{where}: {sorted(missing)} not named in {body}"
     return body
 
 
