@@ -16,7 +16,9 @@ import swagger_ui_bundle
 from litestar import Litestar, Request
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -140,6 +142,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            # Litestar leaves media_type empty on handlers that return Response[...] with a return
+            # DTO, and the OpenAPI document then lists their bodies under "" instead of JSON.
+            if isinstance(handler, HTTPRouteHandler) and not handler.media_type and handler.resolve_return_dto():
+                handler.media_type = MediaType.JSON
     app.state.settings = settings
     app.state.auth = auth
     return app
