@@ -9,9 +9,12 @@ import httpx
 PROBLEM_TYPE = "application/problem+json"
 
 
-def assert_problem(response: httpx.Response, status: int, *fields: str) -> dict[str, Any]:
-    """The response is a ``status`` problem+json naming at least ``fields`` in ``errors``."""
-    where = f"{response.request.method} {response.request.url.path}"
+def assert_problem(response: httpx.Response, status: int, *fields: str, case: Any = None) -> dict[str, Any]:
+    """The response is a ``status`` problem+json naming at least ``fields`` in ``errors``.
+
+    ``case`` (e.g. the body sent) is shown in failure messages, for checks run in a loop.
+    """
+    where = f"{response.request.method} {response.request.url.path}" + ("" if case is None else f" {case!r:.300}")
     assert response.status_code == status, f"{where}: {response.text[:2000]}"
     assert response.headers["content-type"].split(";")[0].strip() == PROBLEM_TYPE, (where, response.headers)
     body = response.json()

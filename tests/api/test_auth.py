@@ -6,7 +6,6 @@ import datetime as dt
 
 import httpx
 import jwt
-import pytest
 
 from tests.api.problems import assert_problem
 from tests.conftest import count_rows
@@ -84,33 +83,39 @@ async def test_duplicate_email_in_another_case_is_409(client):
     assert await count_rows("app_user") == 1
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        pytest.param({"email": "f@example.com", "password": "x" * 7}, "password", id="password-7-chars"),
-        pytest.param({"email": "f@example.com", "password": "x" * 129}, "password", id="password-129-chars"),
-        pytest.param({"email": "not-an-email", "password": PASSWORD}, "email", id="bad-email"),
-        pytest.param({"email": "a b@example.com", "password": PASSWORD}, "email", id="email-with-space"),
-        pytest.param({"email": "f@example.com", "password": PASSWORD, "admin": True}, "admin", id="unknown-field"),
-        pytest.param({"password": PASSWORD}, "email", id="missing-email"),
-        pytest.param({"email": "f@example.com"}, "password", id="missing-password"),
-        pytest.param({"email": "f@example.com", "password": 12345678}, "password", id="password-not-a-string"),
-    ],
-)
-async def test_register_rejects_bad_bodies_with_400(client, body, field):
-    response = await client.post(REGISTER, json=body)
-    assert_problem(response, 400, field)
-    if isinstance(body.get("password"), str):
-        _assert_no_password_material(response, body["password"])
-    assert await count_rows("app_user") == 0
+BAD_REGISTER_BODIES = [
+    ({"email": "f@example.com", "password": "x" * 7}, "password"),  # password-7-chars
+    ({"email": "f@example.com", "password": "x" * 129}, "password"),  # password-129-chars
+    ({"email": "not-an-email", "password": PASSWORD}, "email"),  # bad-email
+    ({"email": "a b@example.com", "password": PASSWORD}, "email"),  # email-with-space
+    ({"email": "f@example.com", "password": PASSWORD, "admin": True}, "admin"),  # unknown-field
+    ({"password": PASSWORD}, "email"),  # missing-email
+    ({"email": "f@example.com"}, "password"),  # missing-password
+    ({"email": "f@example.com", "password": 12345678}, "password"),  # password-not-a-string
+]
 
 
-@pytest.mark.parametrize("length", [8, 128])
-async def test_register_accepts_password_length_bounds(client, length):
-    response = await client.post(REGISTER, json={"email": f"len{length}@example.com", "password": "p" * length})
-    assert response.status_code == 201, response.text
-    token = await _token(client, f"len{length}@example.com", "p" * length)
-    assert token.status_code == 200
+async def test_register_rejects_bad_bodies_with_400(client):
+    for body, field in BAD_REGISTER_BODIES:
+        response = await client.post(REGISTER, json=body)
+        assert_problem(response, 400, field, case=body)
+        if isinstance(body.get("password"), str):
+            _assert_no_password_material(response, body["password"])
+        assert await count_rows("app_user") == 0
+
+
+PASSWORD_LENGTH_BOUNDS = [
+    8,
+    128,
+]
+
+
+async def test_register_accepts_password_length_bounds(client):
+    for length in PASSWORD_LENGTH_BOUNDS:
+        response = await client.post(REGISTER, json={"email": f"len{length}@example.com", "password": "p" * length})
+        assert response.status_code == 201, response.text
+        token = await _token(client, f"len{length}@example.com", "p" * length)
+        assert token.status_code == 200
 
 
 async def test_register_names_every_bad_field(client):
@@ -173,17 +178,17 @@ async def test_wrong_email_and_wrong_password_give_the_same_401(client, alice):
     assert form.json() == wrong_password.json()
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        pytest.param({"email": "a@example.com"}, id="missing-password"),
-        pytest.param({"email": "a@example.com", "password": "x", "scope": "admin"}, id="unknown-field"),
-        pytest.param({"email": 1, "password": "x"}, id="email-not-a-string"),
-    ],
-)
-async def test_token_rejects_bad_json_bodies_with_400(client, body):
-    response = await client.post(TOKEN, json=body)
-    assert_problem(response, 400)
+BAD_TOKEN_BODIES = [
+    {"email": "a@example.com"},  # missing-password
+    {"email": "a@example.com", "password": "x", "scope": "admin"},  # unknown-field
+    {"email": 1, "password": "x"},  # email-not-a-string
+]
+
+
+async def test_token_rejects_bad_json_bodies_with_400(client):
+    for body in BAD_TOKEN_BODIES:
+        response = await client.post(TOKEN, json=body)
+        assert_problem(response, 400, case=body)
 
 
 async def test_token_malformed_json_is_400(client):
@@ -213,21 +218,21 @@ async def test_missing_credentials_are_401(client, alice):
     assert await count_rows("project") == 0
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [
-        pytest.param("Bearer garbage", id="bearer-garbage"),
-        pytest.param("Bearer ", id="bearer-empty"),
-        pytest.param("Bearer", id="bearer-only"),
-        pytest.param("Bearer a.b.c", id="three-garbage-parts"),
-        pytest.param("Basic YWxpY2U6cGFzcw==", id="basic-scheme"),
-        pytest.param("garbage", id="no-scheme"),
-    ],
-)
-async def test_malformed_credentials_are_401(client, alice, authorization):
-    response = await client.get(ME, headers={"Authorization": authorization})
-    _assert_unauthorized(response)
-    assert "garbage" not in response.text
+MALFORMED_AUTHORIZATION = [
+    "Bearer garbage",  # bearer-garbage
+    "Bearer ",  # bearer-empty
+    "Bearer",  # bearer-only
+    "Bearer a.b.c",  # three-garbage-parts
+    "Basic YWxpY2U6cGFzcw==",  # basic-scheme
+    "garbage",  # no-scheme
+]
+
+
+async def test_malformed_credentials_are_401(client, alice):
+    for authorization in MALFORMED_AUTHORIZATION:
+        response = await client.get(ME, headers={"Authorization": authorization})
+        _assert_unauthorized(response)
+        assert "garbage" not in response.text
 
 
 async def test_token_in_another_scheme_is_401(client, alice):

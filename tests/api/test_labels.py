@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.api.problems import assert_problem, run_sql
 from tests.conftest import count_rows
 
@@ -44,29 +42,29 @@ async def test_create_with_color_and_max_name(client, alice):
     assert body["color"] == "#00fF00"
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        pytest.param({}, "name", id="missing-name"),
-        pytest.param({"name": ""}, "name", id="name-empty"),
-        pytest.param({"name": "l" * 101}, "name", id="name-101"),
-        pytest.param({"name": None}, "name", id="name-null"),
-        pytest.param({"name": ["x"]}, "name", id="name-list"),
-        pytest.param({"name": "x", "color": "green"}, "color", id="color-word"),
-        pytest.param({"name": "x", "color": "#00ff0"}, "color", id="color-short"),
-        pytest.param({"name": "x", "color": "00ff00"}, "color", id="color-no-hash"),
-        pytest.param({"name": "x", "color": 0x00FF00}, "color", id="color-int"),
-        pytest.param({"name": "x", "id": 1}, "id", id="id"),
-        pytest.param({"name": "x", "version": 1}, "version", id="version"),
-        pytest.param({"name": "x", "created_at": "2020-01-01T00:00:00Z"}, "created_at", id="created_at"),
-        pytest.param({"name": "x", "owner": 1}, "owner", id="owner"),
-        pytest.param({"name": "x", "task_ids": [1]}, "task_ids", id="unknown"),
-    ],
-)
-async def test_create_rejects_bad_bodies(client, alice, body, field):
-    response = await client.post(URL, json=body, headers=alice.headers)
-    assert_problem(response, 400, field)
-    assert await count_rows("label") == 0
+BAD_CREATE_BODIES = [
+    ({}, "name"),  # missing-name
+    ({"name": ""}, "name"),  # name-empty
+    ({"name": "l" * 101}, "name"),  # name-101
+    ({"name": None}, "name"),  # name-null
+    ({"name": ["x"]}, "name"),  # name-list
+    ({"name": "x", "color": "green"}, "color"),  # color-word
+    ({"name": "x", "color": "#00ff0"}, "color"),  # color-short
+    ({"name": "x", "color": "00ff00"}, "color"),  # color-no-hash
+    ({"name": "x", "color": 0x00FF00}, "color"),  # color-int
+    ({"name": "x", "id": 1}, "id"),  # id
+    ({"name": "x", "version": 1}, "version"),  # version
+    ({"name": "x", "created_at": "2020-01-01T00:00:00Z"}, "created_at"),  # created_at
+    ({"name": "x", "owner": 1}, "owner"),  # owner
+    ({"name": "x", "task_ids": [1]}, "task_ids"),  # unknown
+]
+
+
+async def test_create_rejects_bad_bodies(client, alice):
+    for body, field in BAD_CREATE_BODIES:
+        response = await client.post(URL, json=body, headers=alice.headers)
+        assert_problem(response, 400, field, case=body)
+        assert await count_rows("label") == 0
 
 
 async def test_name_is_unique_per_user_case_insensitively(client, alice, bob):
@@ -132,25 +130,25 @@ async def test_patch_null_clears_color(client, alice):
     assert response.json()["name"] == "c"
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        pytest.param({"name": None}, "name", id="name-null"),
-        pytest.param({"name": ""}, "name", id="name-empty"),
-        pytest.param({"name": "l" * 101}, "name", id="name-101"),
-        pytest.param({"color": "#zzzzzz"}, "color", id="color-bad"),
-        pytest.param({"id": 3}, "id", id="id"),
-        pytest.param({"version": 9}, "version", id="version"),
-        pytest.param({"created_at": "2020-01-01T00:00:00Z"}, "created_at", id="created_at"),
-        pytest.param({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at", id="updated_at"),
-        pytest.param({"priority": 1}, "priority", id="unknown"),
-    ],
-)
-async def test_patch_rejects_bad_bodies_and_changes_nothing(client, alice, body, field):
+BAD_PATCH_BODIES = [
+    ({"name": None}, "name"),  # name-null
+    ({"name": ""}, "name"),  # name-empty
+    ({"name": "l" * 101}, "name"),  # name-101
+    ({"color": "#zzzzzz"}, "color"),  # color-bad
+    ({"id": 3}, "id"),  # id
+    ({"version": 9}, "version"),  # version
+    ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),  # created_at
+    ({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),  # updated_at
+    ({"priority": 1}, "priority"),  # unknown
+]
+
+
+async def test_patch_rejects_bad_bodies_and_changes_nothing(client, alice):
     label = await _create(client, alice, name="same", color="#101010")
-    response = await client.patch(f"{URL}/{label['id']}", json=body, headers=alice.headers)
-    assert_problem(response, 400, field)
-    assert (await client.get(f"{URL}/{label['id']}", headers=alice.headers)).json() == label
+    for body, field in BAD_PATCH_BODIES:
+        response = await client.patch(f"{URL}/{label['id']}", json=body, headers=alice.headers)
+        assert_problem(response, 400, field, case=body)
+        assert (await client.get(f"{URL}/{label['id']}", headers=alice.headers)).json() == label
 
 
 async def test_missing_label_is_404(client, alice):
@@ -230,17 +228,17 @@ async def test_list_ties_broken_by_id(client, alice):
     assert [label["id"] for label in by_name_desc] == ids[::-1]
 
 
-@pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        ({"limit": 0}, "limit"),
-        ({"limit": 101}, "limit"),
-        ({"limit": -1}, "limit"),
-        ({"offset": -1}, "offset"),
-        ({"sort": "color"}, "sort"),
-    ],
-)
-async def test_list_rejects_bad_parameters(client, alice, params, field):
-    response = await client.get(URL, params=params, headers=alice.headers)
-    body = assert_problem(response, 400, field)
-    assert field in body["detail"]
+BAD_LIST_PARAMETERS = [
+    ({"limit": 0}, "limit"),
+    ({"limit": 101}, "limit"),
+    ({"limit": -1}, "limit"),
+    ({"offset": -1}, "offset"),
+    ({"sort": "color"}, "sort"),
+]
+
+
+async def test_list_rejects_bad_parameters(client, alice):
+    for params, field in BAD_LIST_PARAMETERS:
+        response = await client.get(URL, params=params, headers=alice.headers)
+        body = assert_problem(response, 400, field, case=params)
+        assert field in body["detail"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
-
 from tests.api.problems import assert_problem, run_sql
 from tests.conftest import count_rows
 
@@ -53,50 +51,66 @@ async def test_create_with_every_field(client, alice):
     assert {k: created[k] for k in body} == body
 
 
-@pytest.mark.parametrize("name", ["x", "n" * 200, "  spaced  ", "émoji 🚀"])
-async def test_create_accepts_valid_names(client, alice, name):
-    response = await client.post(URL, json={"name": name}, headers=alice.headers)
-    assert response.status_code == 201, response.text
-    assert response.json()["name"] == name
+VALID_NAMES = [
+    "x",
+    "n" * 200,
+    "  spaced  ",
+    "émoji 🚀",
+]
 
 
-@pytest.mark.parametrize("color", [None, "#000000", "#ffffff", "#ABCDEF"])
-async def test_create_accepts_valid_colors(client, alice, color):
-    response = await client.post(URL, json={"name": "c", "color": color}, headers=alice.headers)
-    assert response.status_code == 201, response.text
-    assert response.json()["color"] == color
+async def test_create_accepts_valid_names(client, alice):
+    for name in VALID_NAMES:
+        response = await client.post(URL, json={"name": name}, headers=alice.headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["name"] == name
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        pytest.param({}, "name", id="missing-name"),
-        pytest.param({"name": ""}, "name", id="name-empty"),
-        pytest.param({"name": "n" * 201}, "name", id="name-201"),
-        pytest.param({"name": None}, "name", id="name-null"),
-        pytest.param({"name": 7}, "name", id="name-number"),
-        pytest.param({"name": "p", "description": "d" * 10_001}, "description", id="description-10001"),
-        pytest.param({"name": "p", "description": None}, "description", id="description-null"),
-        pytest.param({"name": "p", "color": "red"}, "color", id="color-word"),
-        pytest.param({"name": "p", "color": "#12345"}, "color", id="color-5-digits"),
-        pytest.param({"name": "p", "color": "#1234567"}, "color", id="color-7-digits"),
-        pytest.param({"name": "p", "color": "123456"}, "color", id="color-no-hash"),
-        pytest.param({"name": "p", "color": "#GGGGGG"}, "color", id="color-not-hex"),
-        pytest.param({"name": "p", "color": "#fff"}, "color", id="color-short-form"),
-        pytest.param({"name": "p", "archived": "yes"}, "archived", id="archived-string"),
-        pytest.param({"name": "p", "archived": None}, "archived", id="archived-null"),
-        pytest.param({"name": "p", "owner": 1}, "owner", id="owner"),
-        pytest.param({"name": "p", "id": 5}, "id", id="id"),
-        pytest.param({"name": "p", "version": 3}, "version", id="version"),
-        pytest.param({"name": "p", "created_at": "2020-01-01T00:00:00Z"}, "created_at", id="created_at"),
-        pytest.param({"name": "p", "updated_at": "2020-01-01T00:00:00Z"}, "updated_at", id="updated_at"),
-        pytest.param({"name": "p", "colour": "#000000"}, "colour", id="unknown-field"),
-    ],
-)
-async def test_create_rejects_bad_bodies(client, alice, body, field):
-    response = await client.post(URL, json=body, headers=alice.headers)
-    assert_problem(response, 400, field)
-    assert await count_rows("project") == 0
+VALID_COLORS = [
+    None,
+    "#000000",
+    "#ffffff",
+    "#ABCDEF",
+]
+
+
+async def test_create_accepts_valid_colors(client, alice):
+    for color in VALID_COLORS:
+        response = await client.post(URL, json={"name": "c", "color": color}, headers=alice.headers)
+        assert response.status_code == 201, response.text
+        assert response.json()["color"] == color
+
+
+BAD_CREATE_BODIES = [
+    ({}, "name"),  # missing-name
+    ({"name": ""}, "name"),  # name-empty
+    ({"name": "n" * 201}, "name"),  # name-201
+    ({"name": None}, "name"),  # name-null
+    ({"name": 7}, "name"),  # name-number
+    ({"name": "p", "description": "d" * 10_001}, "description"),  # description-10001
+    ({"name": "p", "description": None}, "description"),  # description-null
+    ({"name": "p", "color": "red"}, "color"),  # color-word
+    ({"name": "p", "color": "#12345"}, "color"),  # color-5-digits
+    ({"name": "p", "color": "#1234567"}, "color"),  # color-7-digits
+    ({"name": "p", "color": "123456"}, "color"),  # color-no-hash
+    ({"name": "p", "color": "#GGGGGG"}, "color"),  # color-not-hex
+    ({"name": "p", "color": "#fff"}, "color"),  # color-short-form
+    ({"name": "p", "archived": "yes"}, "archived"),  # archived-string
+    ({"name": "p", "archived": None}, "archived"),  # archived-null
+    ({"name": "p", "owner": 1}, "owner"),  # owner
+    ({"name": "p", "id": 5}, "id"),  # id
+    ({"name": "p", "version": 3}, "version"),  # version
+    ({"name": "p", "created_at": "2020-01-01T00:00:00Z"}, "created_at"),  # created_at
+    ({"name": "p", "updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),  # updated_at
+    ({"name": "p", "colour": "#000000"}, "colour"),  # unknown-field
+]
+
+
+async def test_create_rejects_bad_bodies(client, alice):
+    for body, field in BAD_CREATE_BODIES:
+        response = await client.post(URL, json=body, headers=alice.headers)
+        assert_problem(response, 400, field, case=body)
+        assert await count_rows("project") == 0
 
 
 async def test_create_names_every_bad_field(client, alice):
@@ -205,32 +219,32 @@ async def test_patch_null_clears_a_nullable_field(client, alice):
     assert (await client.get(f"{URL}/{project['id']}", headers=alice.headers)).json()["color"] is None
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        pytest.param({"name": None}, "name", id="name-null"),
-        pytest.param({"description": None}, "description", id="description-null"),
-        pytest.param({"archived": None}, "archived", id="archived-null"),
-        pytest.param({"name": ""}, "name", id="name-empty"),
-        pytest.param({"name": "n" * 201}, "name", id="name-201"),
-        pytest.param({"description": "d" * 10_001}, "description", id="description-10001"),
-        pytest.param({"color": "#12345g"}, "color", id="color-bad"),
-        pytest.param({"archived": 1}, "archived", id="archived-int"),
-        pytest.param({"id": 99}, "id", id="id"),
-        pytest.param({"version": 7}, "version", id="version"),
-        pytest.param({"created_at": "2020-01-01T00:00:00Z"}, "created_at", id="created_at"),
-        pytest.param({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at", id="updated_at"),
-        pytest.param({"owner": 2}, "owner", id="owner"),
-        pytest.param({"nickname": "x"}, "nickname", id="unknown"),
-        pytest.param({"name": "ok", "nickname": "x"}, "nickname", id="valid-plus-unknown"),
-    ],
-)
-async def test_patch_rejects_bad_bodies_and_changes_nothing(client, alice, body, field):
+BAD_PATCH_BODIES = [
+    ({"name": None}, "name"),  # name-null
+    ({"description": None}, "description"),  # description-null
+    ({"archived": None}, "archived"),  # archived-null
+    ({"name": ""}, "name"),  # name-empty
+    ({"name": "n" * 201}, "name"),  # name-201
+    ({"description": "d" * 10_001}, "description"),  # description-10001
+    ({"color": "#12345g"}, "color"),  # color-bad
+    ({"archived": 1}, "archived"),  # archived-int
+    ({"id": 99}, "id"),  # id
+    ({"version": 7}, "version"),  # version
+    ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),  # created_at
+    ({"updated_at": "2020-01-01T00:00:00Z"}, "updated_at"),  # updated_at
+    ({"owner": 2}, "owner"),  # owner
+    ({"nickname": "x"}, "nickname"),  # unknown
+    ({"name": "ok", "nickname": "x"}, "nickname"),  # valid-plus-unknown
+]
+
+
+async def test_patch_rejects_bad_bodies_and_changes_nothing(client, alice):
     project = await _create(client, alice, name="Same", color="#010203")
-    response = await client.patch(f"{URL}/{project['id']}", json=body, headers=alice.headers)
-    assert_problem(response, 400, field)
-    after = await client.get(f"{URL}/{project['id']}", headers=alice.headers)
-    assert after.json() == project
+    for body, field in BAD_PATCH_BODIES:
+        response = await client.patch(f"{URL}/{project['id']}", json=body, headers=alice.headers)
+        assert_problem(response, 400, field, case=body)
+        after = await client.get(f"{URL}/{project['id']}", headers=alice.headers)
+        assert after.json() == project
 
 
 async def test_patch_missing_is_404(client, alice):
@@ -271,24 +285,24 @@ async def test_list_limit_and_offset_bounds(client, alice):
     assert past_end == {"items": [], "total": 3, "limit": 20, "offset": 10}
 
 
-@pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        ({"limit": 0}, "limit"),
-        ({"limit": 101}, "limit"),
-        ({"limit": -1}, "limit"),
-        ({"limit": "ten"}, "limit"),
-        ({"offset": -1}, "offset"),
-        ({"offset": "x"}, "offset"),
-        ({"archived": "maybe"}, "archived"),
-        ({"sort": "color"}, "sort"),
-        ({"sort": "name,name"}, "sort"),
-    ],
-)
-async def test_list_rejects_bad_parameters(client, alice, params, field):
-    response = await client.get(URL, params=params, headers=alice.headers)
-    body = assert_problem(response, 400, field)
-    assert field in body["detail"]
+BAD_LIST_PARAMETERS = [
+    ({"limit": 0}, "limit"),
+    ({"limit": 101}, "limit"),
+    ({"limit": -1}, "limit"),
+    ({"limit": "ten"}, "limit"),
+    ({"offset": -1}, "offset"),
+    ({"offset": "x"}, "offset"),
+    ({"archived": "maybe"}, "archived"),
+    ({"sort": "color"}, "sort"),
+    ({"sort": "name,name"}, "sort"),
+]
+
+
+async def test_list_rejects_bad_parameters(client, alice):
+    for params, field in BAD_LIST_PARAMETERS:
+        response = await client.get(URL, params=params, headers=alice.headers)
+        body = assert_problem(response, 400, field, case=params)
+        assert field in body["detail"]
 
 
 async def test_default_order_is_newest_first_with_ties_by_id(client, alice):
