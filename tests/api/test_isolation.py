@@ -332,3 +332,23 @@ async def test_own_references_work(client, alice, bob, worlds):
     assert body["project_id"] == b.project["id"]
     assert body["parent_id"] == b.task["id"]
     assert [label["id"] for label in body["labels"]] == [b.label["id"]]
+
+
+async def test_idempotency_keys_are_per_user(client, alice, bob):
+    """The same key and body from another user is a new request, never a replay of alice's answer."""
+    headers = {"Idempotency-Key": "shared-key-1"}
+    first = await client.post("/api/v1/projects", json={"name": "Same"}, headers={**alice.headers, **headers})
+    assert first.status_code == 201, first.text
+    other = await client.post("/api/v1/projects", json={"name": "Same"}, headers={**bob.headers, **headers})
+    assert other.status_code == 201, other.text
+    assert "idempotent-replayed" not in other.headers
+    assert other.json()["id"] != first.json()["id"]
+    assert (await client.get(other.headers["location"], headers=bob.headers)).status_code == 200
+    assert_problem(await client.get(first.headers["location"], headers=bob.headers), 404)
+    assert await count_rows("project") == 2
+    # A different body under the same key from the other user is not a mismatch either.
+    task = await client.post("/api/v1/tasks", json={"title": "x"}, headers={**bob.headers, "Idempotency-Key": "k2"})
+    assert task.status_code == 201
+    mine = await client.post("/api/v1/tasks", json={"title": "y"}, headers={**alice.headers, "Idempotency-Key": "k2"})
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["title"] == "y"
