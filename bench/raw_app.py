@@ -1,0 +1,598 @@
+"""The benchmark's baseline: the task endpoints as a small Litestar app on raw asyncpg + msgspec.
+
+    DATABASE_URL=... uvicorn bench.raw_app:app --workers 1 --loop uvloop --http httptools
+
+It serves what bench/run.py measures, with the same contract and the same work per request as
+taskapi, so ``taskapi / raw`` shows what the ORM, the DTO layer and the service structure cost:
+
+- the same bearer-token check: PyJWT HS256 with TASKAPI_SECRET_KEY (``exp`` and ``sub`` required),
+  then one lookup of the user's ``token_generation``; 401 with ``WWW-Authenticate: Bearer``;
+- owner scoping in every statement (another user's task is a 404);
+- the same validation limits (title 1..500, description <= 20 000, status and priority enums,
+  zoned datetimes, label_ids <= 100, limit 1..100, offset >= 0, unknown body fields refused);
+- the same shapes: the task object with ``labels`` sorted by name, offset pages with ``total``,
+  keyset pages with ``next_cursor`` (the same signed cursor format, so one cursor works on both);
+- writes are one statement each (labels checked and linked in the same statement).
+
+Endpoints: GET/POST /api/v1/tasks, GET/PATCH /api/v1/tasks/{task_id}, GET /health. List filters:
+project_id, status, priority, label_id, due_before, due_after; sort as taskapi.
+This is a benchmark fixture, not part of the product: no ORM, nothing shared with app/ beyond
+the development secret's default value and the database schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import jwt
+import msgspec
+from litestar import Litestar, Request, Response, get, patch, post
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
+
+from app.settings import DEV_SECRET
+
+SECRET = os.environ.get("TASKAPI_SECRET_KEY", DEV_SECRET)
+MAX_ID = 2_147_483_647
+INT32 = msgspec.Meta(ge=-2_147_483_648, le=MAX_ID)
+
+pool: asyncpg.Pool | None = None
+
+# --------------------------------------------------------------------------------------------
+# Shapes
+
+Status = Literal["todo", "in_progress", "done"]
+Priority = Literal[0, 1, 2, 3, 4]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Description = Annotated[str, msgspec.Meta(max_length=20_000)]
+ZonedTime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+RefId = Annotated[int, INT32]
+LabelIds = Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(max_length=100)]
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
+
+
+class TaskOut(msgspec.Struct):
+    id: int
+    project_id: int | None
+    parent_id: int | None
+    title: str
+    description: str
+    status: str
+    priority: int
+    due_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    position: int
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    labels: msgspec.Raw  # already JSON, built by PostgreSQL
+
+
+class OffsetPage(msgspec.Struct):
+    items: list[TaskOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class CursorPage(msgspec.Struct):
+    items: list[TaskOut]
+    next_cursor: str | None
+    limit: int
+
+
+class TaskCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    title: Title
+    description: Description = ""
+    status: Status = "todo"
+    priority: Priority = 0
+    due_at: ZonedTime | None = None
+    position: Annotated[int, INT32] = 0
+    project_id: RefId | None = None
+    parent_id: RefId | None = None
+    label_ids: LabelIds = msgspec.field(default_factory=list)
+
+
+class TaskPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    title: Title | Unset = UNSET
+    description: Description | Unset = UNSET
+    status: Status | Unset = UNSET
+    priority: Priority | Unset = UNSET
+    due_at: ZonedTime | Unset | None = UNSET
+    position: Annotated[int, INT32] | Unset = UNSET
+    project_id: RefId | Unset | None = UNSET
+    parent_id: RefId | Unset | None = UNSET
+    label_ids: LabelIds | Unset = UNSET
+
+
+COLUMN = {"project_id": "project", "parent_id": "parent"}
+
+# --------------------------------------------------------------------------------------------
+# SQL
+
+COLUMNS = (
+    "t.id, t.project, t.parent, t.title, t.description, t.status, t.priority, t.due_at, t.completed_at,"
+    " t.position, t.version, t.created_at, t.updated_at"
+)
+LABELS_OF_T = (
+    "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
+    " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = t.id),"
+    " '[]'::json)"
+)
+
+
+def labels_of_ids(ids: str, owner: str) -> str:
+    return (
+        "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
+        f" ORDER BY l.name, l.id) FROM label l WHERE l.id = ANY({ids}) AND l.owner = {owner}), '[]'::json)"
+    )
+
+
+GET_ONE = f"SELECT {COLUMNS}, {LABELS_OF_T} FROM task t WHERE t.id = $1 AND t.owner = $2"
+TOKEN_GENERATION = "SELECT token_generation FROM app_user WHERE id = $1"
+
+# One statement: check every label is the user's, insert the task (only if so), link the labels.
+CREATE = f"""
+WITH ok AS (
+    SELECT (SELECT count(*) FROM label WHERE owner = $1 AND id = ANY($10::int[])) = cardinality($10::int[]) AS labels_ok
+), t AS (
+    INSERT INTO task (owner, project, parent, title, description, status, priority, due_at, completed_at, position)
+    SELECT $1, $2::int, $3::int, $4::varchar, $5::varchar, $6::varchar, $7::int, $8::timestamptz,
+           CASE WHEN $6::varchar = 'done' THEN now() END, $9::int
+    FROM ok WHERE ok.labels_ok
+    RETURNING *
+), links AS (
+    INSERT INTO task_label (task, label) SELECT t.id, x FROM t, unnest($10::int[]) x
+)
+SELECT {COLUMNS}, {labels_of_ids("$10::int[]", "$1")} FROM t
+"""
+
+SORTABLE = ("created_at", "updated_at", "due_at", "priority", "title", "position", "id")
+SORT_TYPES: dict[str, type] = {"created_at": dt.datetime, "updated_at": dt.datetime, "due_at": dt.datetime}
+NULLS_LAST = {"due_at"}
+FK_FIELDS = {
+    "task_project_same_owner": "project_id",
+    "task_project_fkey": "project_id",
+    "task_parent_same_owner": "parent_id",
+    "task_parent_fkey": "parent_id",
+}
+
+
+def db() -> asyncpg.Pool:
+    assert pool is not None
+    return pool
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and auth
+
+
+def problem(
+    status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None, **headers: str
+) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Response(
+        msgspec.json.encode(body), status_code=status, media_type="application/problem+json", headers=headers or None
+    )
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    errors = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        errors = [{"field": e.get("key", "body"), "message": e.get("message", "")} for e in exc.extra]
+    return problem(exc.status_code, "Error", exc.detail, errors, **headers)
+
+
+class FieldError(Exception):
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+def field_error(request: Request, exc: FieldError) -> Response:
+    title = {400: "Bad Request", 404: "Not Found", 412: "Precondition Failed", 422: "Unprocessable Content"}
+    errors = [{"field": exc.field, "message": exc.message}]
+    return problem(exc.status, title.get(exc.status, "Error"), f"{exc.field}: {exc.message}", errors)
+
+
+async def provide_user_id(request: Request) -> int:
+    """The bearer-token check taskapi does: signature, exp and sub, then the token generation."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("Missing, malformed, expired or revoked credentials")
+    try:
+        claims = jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            options={"verify_aud": False, "verify_iss": False, "require": ["exp", "sub"]},
+        )
+        user_id = int(claims["sub"])
+        generation = int(claims.get("extras", {}).get("gen", -1))
+    except (jwt.PyJWTError, TypeError, ValueError, KeyError, AttributeError):
+        raise NotAuthorizedException("Missing, malformed, expired or revoked credentials") from None
+    current = await db().fetchval(TOKEN_GENERATION, user_id)
+    if current is None or current != generation:
+        raise NotAuthorizedException("Missing, malformed, expired or revoked credentials")
+    return user_id
+
+
+async def require_json_body(request: Request) -> None:
+    if request.method in {"POST", "PATCH"} and request.headers.get("content-length", "0") not in {"0", ""}:
+        media_type = request.content_type[0]
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise HTTPException(status_code=415, detail=f"Content-Type must be application/json, not {media_type!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Sorting and cursors (the same ordering and cursor format as app/services/listing.py)
+
+
+def parse_sort(raw: str | None) -> list[tuple[str, bool]]:
+    keys: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for raw_part in (raw or "-created_at").split(","):
+        part = raw_part.strip()
+        descending = part.startswith("-")
+        name = part[1:] if descending else part
+        if name not in SORTABLE:
+            raise FieldError(400, "sort", f"unknown sort field {name!r}; allowed: {', '.join(SORTABLE)}")
+        if name in seen:
+            raise FieldError(400, "sort", f"sort field {name!r} given twice")
+        seen.add(name)
+        keys.append((name, descending))
+        if name == "id":
+            break
+    if "id" not in seen:
+        keys.append(("id", keys[0][1]))
+    return keys
+
+
+def order_terms(keys: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    terms: list[tuple[str, bool]] = []
+    for name, descending in keys:
+        if name in NULLS_LAST:
+            terms.append((f"(t.{name} IS NULL)", False))
+        terms.append((f"t.{name}", descending))
+    return terms
+
+
+def term_values(keys: list[tuple[str, bool]], values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for (name, _), value in zip(keys, values, strict=True):
+        if name in NULLS_LAST:
+            out.append(value is None)
+        out.append(value)
+    return out
+
+
+def after_clause(keys: list[tuple[str, bool]], values: list[Any], args: list[Any]) -> str:
+    """Rows strictly after ``values``: a row comparison when it is exact, else the OR expansion."""
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    terms = order_terms(keys)
+    tvalues = term_values(keys, values)
+    directions = {d for _, d in terms}
+    if len(directions) == 1 and None not in tvalues:
+        op = "<" if directions.pop() else ">"
+        return f"(({', '.join(e for e, _ in terms)}) {op} ({', '.join(param(v) for v in tvalues)}))"
+    ors: list[str] = []
+    for i, (expr, descending) in enumerate(terms):
+        if tvalues[i] is None:
+            continue
+        ands = [f"{prev} = {param(v)}" for (prev, _), v in zip(terms[:i], tvalues[:i], strict=True) if v is not None]
+        ands.append(f"{expr} {'<' if descending else '>'} {param(tvalues[i])}")
+        ors.append("(" + " AND ".join(ands) + ")")
+    if not ors:
+        return "FALSE"
+    first, first_desc = terms[0]
+    return f"({first} {'<=' if first_desc else '>='} {param(tvalues[0])} AND ({' OR '.join(ors)}))"
+
+
+def sort_text(keys: list[tuple[str, bool]]) -> str:
+    return ",".join(("-" if d else "") + n for n, d in keys)
+
+
+def signature(body: bytes) -> bytes:
+    return hmac.new(SECRET.encode(), b"cursor:" + body, hashlib.sha256).digest()[:16]
+
+
+def scope(user_id: int, filters: dict[str, Any]) -> str:
+    return hashlib.sha256(msgspec.json.encode([user_id, filters], order="sorted")).hexdigest()[:16]
+
+
+def encode_cursor(keys: list[tuple[str, bool]], scope_: str, values: list[Any]) -> str:
+    body = msgspec.json.encode([sort_text(keys), scope_, values])
+    return base64.urlsafe_b64encode(signature(body) + body).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keys: list[tuple[str, bool]], scope_: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (ValueError, TypeError):
+        raise FieldError(400, "cursor", "malformed cursor") from None
+    sig, body = raw[:16], raw[16:]
+    if len(sig) != 16 or not hmac.compare_digest(sig, signature(body)):
+        raise FieldError(400, "cursor", "invalid cursor (tampered or issued by another server)")
+    try:
+        sort, scope_in, values = msgspec.json.decode(body, type=tuple[str, str, list[Any]])
+    except msgspec.DecodeError:
+        raise FieldError(400, "cursor", "malformed cursor") from None
+    if sort != sort_text(keys) or scope_in != scope_ or len(values) != len(keys):
+        raise FieldError(400, "cursor", "cursor was issued for a different sort, filter or user")
+    return [
+        dt.datetime.fromisoformat(v) if v is not None and SORT_TYPES.get(name) is dt.datetime else v
+        for (name, _), v in zip(keys, values, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+
+
+def task_out(row: asyncpg.Record) -> TaskOut:
+    return TaskOut(*row)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+QueryId = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
+QueryTime = Annotated[dt.datetime | None, QueryParameter()]
+TaskId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", max_length=100)]
+
+
+@get("/api/v1/tasks")
+async def list_tasks(
+    user_id: int,
+    project_id: QueryId = None,
+    status: Annotated[list[Status] | None, QueryParameter()] = None,
+    priority: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=4)]] | None, QueryParameter()] = None,
+    label_id: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]] | None, QueryParameter()] = None,
+    due_before: QueryTime = None,
+    due_after: QueryTime = None,
+    sort: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    offset: Annotated[int, QueryParameter(ge=0, le=MAX_ID)] = 0,
+    cursor: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+    paginate: Annotated[Literal["offset", "cursor"] | None, QueryParameter()] = None,
+) -> Response:
+    keys = parse_sort(sort)
+    args: list[Any] = [user_id]
+    where = ["t.owner = $1"]
+    if project_id is not None:
+        args.append(project_id)
+        where.append(f"t.project = ${len(args)}")
+    if status:
+        args.append(list(dict.fromkeys(status)))
+        where.append(f"t.status = ANY(${len(args)}::varchar[])")
+    if priority:
+        args.append(list(dict.fromkeys(priority)))
+        where.append(f"t.priority = ANY(${len(args)}::int[])")
+    if label_id:
+        args.append(list(dict.fromkeys(label_id)))
+        where.append(f"t.id IN (SELECT task FROM task_label WHERE label = ANY(${len(args)}::int[]))")
+    if due_before is not None:
+        args.append(due_before)
+        where.append(f"t.due_at < ${len(args)}")
+    if due_after is not None:
+        args.append(due_after)
+        where.append(f"t.due_at > ${len(args)}")
+    order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in order_terms(keys))
+    keyset = paginate == "cursor" or cursor is not None
+    if not keyset:
+        filter_args = list(args)
+        args += [limit, offset]
+        # Labels only for the page's rows: OFFSET would otherwise evaluate them for every skipped row.
+        sql = (
+            f"SELECT {COLUMNS}, {LABELS_OF_T} FROM (SELECT * FROM task t WHERE {' AND '.join(where)}"
+            f" ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}) t ORDER BY {order}"
+        )
+        async with db().acquire() as conn:
+            rows = await conn.fetch(sql, *args)
+            total = await conn.fetchval(f"SELECT count(*) FROM task t WHERE {' AND '.join(where)}", *filter_args)
+        return json_response(OffsetPage(items=[task_out(r) for r in rows], total=total, limit=limit, offset=offset))
+    filters = {
+        "project_id": project_id, "inbox": None, "parent_id": None, "status": status or [],
+        "priority": priority or [], "label_id": label_id or [], "due_before": due_before,
+        "due_after": due_after, "overdue": None, "q": None, "words": [],
+    }  # fmt: skip
+    scope_ = scope(user_id, filters)
+    if cursor is not None:
+        where.append(after_clause(keys, decode_cursor(cursor, keys, scope_), args))
+    args.append(limit + 1)
+    sql = f"SELECT {COLUMNS}, {LABELS_OF_T} FROM task t WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args)}"
+    rows = await db().fetch(sql, *args)
+    items = [task_out(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit and items:
+        last = items[-1]
+        next_cursor = encode_cursor(keys, scope_, [getattr(last, name) for name, _ in keys])
+    return json_response(CursorPage(items=items, next_cursor=next_cursor, limit=limit))
+
+
+@get("/api/v1/tasks/{task_id:int}")
+async def get_task(user_id: int, task_id: TaskId) -> Response:
+    row = await db().fetchrow(GET_ONE, task_id, user_id)
+    if row is None:
+        raise FieldError(404, "task_id", f"Task {task_id} does not exist")
+    return json_response(task_out(row), headers={"ETag": f'"{row[10]}"'})
+
+
+def fk_error(exc: asyncpg.ForeignKeyViolationError) -> FieldError:
+    field = FK_FIELDS.get(exc.constraint_name or "", "body")
+    return FieldError(422, field, "does not exist")
+
+
+async def missing_labels(conn: asyncpg.Connection, user_id: int, label_ids: list[int]) -> list[int]:
+    found = await conn.fetch("SELECT id FROM label WHERE owner = $1 AND id = ANY($2::int[])", user_id, label_ids)
+    return sorted(set(label_ids) - {r[0] for r in found})
+
+
+@post("/api/v1/tasks", status_code=201)
+async def create_task(user_id: int, data: TaskCreate) -> Response:
+    label_ids = list(dict.fromkeys(data.label_ids))
+    args = (
+        user_id, data.project_id, data.parent_id, data.title, data.description, data.status, data.priority,
+        data.due_at, data.position, label_ids,
+    )  # fmt: skip
+    async with db().acquire() as conn:
+        try:
+            row = await conn.fetchrow(CREATE, *args)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise fk_error(exc) from None
+        if row is None:
+            raise FieldError(422, "label_ids", f"labels {await missing_labels(conn, user_id, label_ids)} do not exist")
+    return json_response(task_out(row), 201, {"Location": f"/api/v1/tasks/{row[0]}", "ETag": f'"{row[10]}"'})
+
+
+@patch("/api/v1/tasks/{task_id:int}")
+async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: IfMatch = None) -> Response:
+    args: list[Any] = [task_id, user_id]
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    sets: list[str] = []
+    for name in data.__struct_fields__:
+        value = getattr(data, name)
+        if value is UNSET or name == "label_ids":
+            continue
+        sets.append(f"{COLUMN.get(name, name)} = {param(value)}")
+        if name == "status":
+            sets.append(
+                f"completed_at = CASE WHEN ${len(args)}::varchar = 'done' THEN COALESCE(completed_at, now()) END"
+            )
+    sets += ["version = t.version + 1", "updated_at = now()"]
+    condition = "t.id = $1 AND t.owner = $2"
+    if if_match is not None and if_match.strip() != "*":
+        digits = if_match.strip().removeprefix("W/").strip('"')
+        if not digits.isdigit():
+            raise FieldError(400, "If-Match", 'expected an ETag like "3"')
+        condition += f" AND t.version = {param(int(digits))}"
+    label_ids = None if data.label_ids is UNSET else list(dict.fromkeys(data.label_ids))
+    if label_ids is None:
+        sql = f"UPDATE task t SET {', '.join(sets)} WHERE {condition} RETURNING {COLUMNS}, {LABELS_OF_T}"
+    else:
+        labels = param(label_ids) + "::int[]"
+        sql = f"""
+        WITH ok AS (
+            SELECT (SELECT count(*) FROM label WHERE owner = $2 AND id = ANY({labels}))
+                   = cardinality({labels}) AS labels_ok
+        ), t AS (
+            UPDATE task t SET {", ".join(sets)} FROM ok WHERE ok.labels_ok AND {condition} RETURNING t.*
+        ), unlink AS (
+            DELETE FROM task_label WHERE task IN (SELECT id FROM t) AND label <> ALL({labels})
+        ), link AS (
+            INSERT INTO task_label (task, label) SELECT t.id, x FROM t, unnest({labels}) x ON CONFLICT DO NOTHING
+        )
+        SELECT {COLUMNS}, {labels_of_ids(labels, "$2")} FROM t
+        """
+    async with db().acquire() as conn:
+        try:
+            if isinstance(data.parent_id, int):
+                # Re-parenting: serialise per user and refuse cycles, as taskapi does.
+                if data.parent_id == task_id:
+                    raise FieldError(422, "parent_id", "a task cannot be its own parent")
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-tree', $1))", user_id)
+                    cycle = await conn.fetchval(
+                        "WITH RECURSIVE a(id, parent) AS (SELECT id, parent FROM task WHERE id = $1 AND owner = $2"
+                        " UNION SELECT t.id, t.parent FROM task t JOIN a ON t.id = a.parent)"
+                        " SELECT 1 FROM a WHERE id = $3 LIMIT 1",
+                        data.parent_id,
+                        user_id,
+                        task_id,
+                    )
+                    if cycle:
+                        raise FieldError(422, "parent_id", "a task cannot become its own ancestor")
+                    row = await conn.fetchrow(sql, *args)
+            else:
+                row = await conn.fetchrow(sql, *args)
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise fk_error(exc) from None
+        if row is None:
+            version = await conn.fetchval("SELECT version FROM task WHERE id = $1 AND owner = $2", task_id, user_id)
+            if version is None:
+                raise FieldError(404, "task_id", f"Task {task_id} does not exist")
+            if label_ids and (missing := await missing_labels(conn, user_id, label_ids)):
+                raise FieldError(422, "label_ids", f"labels {missing} do not exist")
+            raise FieldError(412, "If-Match", f"Task has changed: its current version is {version}")
+    return json_response(task_out(row), headers={"ETag": f'"{row[10]}"'})
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _raw_json(text: str) -> msgspec.Raw:
+    return msgspec.Raw(text.encode())
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # json columns (the labels) pass through as already-encoded JSON.
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=str, decoder=_raw_json, format="text")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: no SET, LISTEN or session locks here (asyncpg still rolls back)."""
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    global pool  # noqa: PLW0603 - one pool per process, set by the lifespan
+    statement_timeout_ms = int(os.environ.get("DB_STATEMENT_TIMEOUT_MS", "4000"))
+    pool = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"],
+        min_size=int(os.environ.get("DB_POOL_MIN_SIZE", "1")),
+        max_size=int(os.environ.get("DB_POOL_MAX_SIZE", "10")),
+        max_inactive_connection_lifetime=60.0,
+        timeout=float(os.environ.get("DB_CONNECT_TIMEOUT", "2")),
+        command_timeout=statement_timeout_ms / 1000 + 1,
+        server_settings={
+            "statement_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": "30000",
+            "application_name": "taskapi-raw-bench",
+            "timezone": "UTC",
+        },
+        init=_init_connection,
+        reset=_keep_session,  # as taskapi's pool (app/db.py): no reset query on release
+    )
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+app = Litestar(
+    route_handlers=[list_tasks, get_task, create_task, update_task, health],
+    dependencies={"user_id": Provide(provide_user_id)},
+    before_request=require_json_body,
+    exception_handlers={HTTPException: http_error, FieldError: field_error},
+    lifespan=[lifespan],
+    openapi_config=None,
+    request_max_body_size=1024 * 1024,
+    debug=False,
+)

@@ -1,0 +1,306 @@
+"""Seed a benchmark database: taskapi's schema, one user with N tasks, and a small neighbour.
+
+    uv run python bench/seed.py --rows 100000            # reuses the database if already seeded
+    uv run python bench/seed.py --rows 1000000 --reseed  # force a fresh one
+
+The database (default ``taskapi_bench``) is created on the server of DATABASE_URL (default
+``postgresql://postgres@127.0.0.1:5432/postgres``), migrated with the same code as
+``taskapi migrate``, and filled with COPY. The spread is meant to look like a real account: tasks
+created over two years, most in one of 40 projects (a few big ones), some in the inbox, some
+subtasks; statuses 45/20/35 % todo/in_progress/done; priorities skewed low; 60 % with a due date;
+0-3 of 24 labels each. A second user owns a few tasks so owner scoping has something to exclude.
+
+The seeded user's password is hashed with app.passwords (argon2id), so ``POST /api/v1/auth/token``
+works against it like against any registered user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SEED_VERSION = 4  # bump when the generated data changes, so old databases get re-seeded
+BENCH_EMAIL = "bench@example.com"
+BENCH_PASSWORD = "bench-password-123"
+NEIGHBOUR_EMAIL = "neighbour@example.com"
+N_PROJECTS = 40
+LABEL_NAMES = [
+    "backend", "bug", "chore", "customer", "design", "docs", "error-budget", "feature", "frontend",
+    "infra", "later", "legal", "marketing", "mobile", "ops", "perf", "q1", "q2", "research",
+    "security", "support", "tech-debt", "urgent", "ux",
+]  # fmt: skip
+WORDS = [
+    "update", "review", "draft", "fix", "migrate", "invoice", "release", "budget", "deploy",
+    "plan", "call", "email", "client", "server", "report", "meeting", "design", "onboarding",
+    "refactor", "test", "audit", "backup", "payment", "roadmap", "sprint", "contract", "quarterly",
+    "weekly", "login", "cache", "index", "query", "export", "import", "dashboard", "alert",
+    "ticket", "vendor", "hiring",
+]  # fmt: skip
+
+
+@dataclass
+class BenchData:
+    """What a benchmark run needs to know about the seeded database."""
+
+    db_url: str
+    rows: int
+    user_id: int
+    email: str
+    password: str
+    max_task_id: int  # the bench user's tasks are ids 1..max_task_id
+    last_seed_id: int  # every id above this was added by a benchmark run
+    project_ids: list[int]
+    label_ids: list[int]
+
+
+def server_url() -> str:
+    return os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def _existing(db_url: str, rows: int) -> BenchData | None:
+    """The seeded data if ``db_url`` already holds exactly this seed, else None."""
+    try:
+        conn = await asyncpg.connect(db_url, timeout=5)
+    except (asyncpg.InvalidCatalogNameError, OSError):
+        return None
+    try:
+        raw = await conn.fetchval("SELECT value FROM bench_meta WHERE key = 'seed'")
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    if meta.get("version") != SEED_VERSION or meta.get("rows") != rows:
+        return None
+    return BenchData(**meta["data"])
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _migrate(db_url: str) -> None:
+    """Apply taskapi's migrations with the same code ``taskapi migrate`` runs, in a child process
+    (piccolo_conf reads DATABASE_URL once, at import)."""
+    env = {**os.environ, "DATABASE_URL": db_url, "PICCOLO_CONF": "piccolo_conf"}
+    env.pop("TASKAPI_ENV", None)
+    code = "import asyncio, sys; from app.cli import migrate; sys.exit(0 if asyncio.run(migrate()) else 1)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"migrations failed:\n{result.stdout}\n{result.stderr}")
+
+
+def _hash_password(password: str) -> str:
+    from app.passwords import hash_password
+
+    return asyncio.run(hash_password(password))
+
+
+def _words(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
+
+
+def _tasks(
+    rng: random.Random, owner: int, first_id: int, count: int, projects: list[int], labels: list[int], now: dt.datetime
+) -> tuple[list[tuple], list[tuple[int, int]]]:
+    """``count`` task rows (ids first_id..) and their task_label links."""
+    span = 730 * 86400
+    # Creation times grow with the id, like a real account filled over two years.
+    offsets = sorted(rng.random() * span for _ in range(count))
+    start = now - dt.timedelta(seconds=span)
+    # A few big projects and a long tail (Zipf-like).
+    project_weights = [1 / (i + 1) ** 0.8 for i in range(len(projects))]
+    statuses = ["todo", "in_progress", "done"]
+    rows: list[tuple] = []
+    links: list[tuple[int, int]] = []
+    project_choices = rng.choices(projects, weights=project_weights, k=count) if projects else [None] * count
+    for i in range(count):
+        task_id = first_id + i
+        created = start + dt.timedelta(seconds=offsets[i])
+        updated = min(now, created + dt.timedelta(seconds=rng.random() * 30 * 86400))
+        status = rng.choices(statuses, weights=(45, 20, 35))[0]
+        completed = updated if status == "done" else None
+        priority = rng.choices(range(5), weights=(40, 25, 20, 10, 5))[0]
+        due = now + dt.timedelta(days=rng.uniform(-180, 365)) if rng.random() < 0.6 else None
+        project = project_choices[i] if rng.random() < 0.85 else None
+        parent = first_id + rng.randrange(i) if i > 0 and rng.random() < 0.08 else None
+        description = "" if rng.random() < 0.3 else _words(rng, 5, 40)
+        rows.append(
+            (
+                task_id, owner, project, parent, _words(rng, 3, 8).capitalize(), description, status, priority,
+                due, completed, rng.randrange(1000), rng.randint(1, 3), created, updated,
+            )
+        )  # fmt: skip
+        k = rng.choices((0, 1, 2, 3), weights=(35, 35, 20, 10))[0]
+        links.extend((task_id, label) for label in rng.sample(labels, k))
+    return rows, links
+
+
+TASK_COLUMNS = [
+    "id", "owner", "project", "parent", "title", "description", "status", "priority", "due_at",
+    "completed_at", "position", "version", "created_at", "updated_at",
+]  # fmt: skip
+
+
+async def _fill(db_url: str, rows: int, password_hash: str, log) -> BenchData:
+    rng = random.Random(20260101)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        # Skip FK triggers while loading generated, consistent data (needs a superuser).
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("SET session_replication_role = replica")
+        user_id = await conn.fetchval(
+            "INSERT INTO app_user (email, display_name, password_hash) VALUES ($1, 'Bench User', $2) RETURNING id",
+            BENCH_EMAIL,
+            password_hash,
+        )
+        neighbour_id = await conn.fetchval(
+            "INSERT INTO app_user (email, display_name, password_hash) VALUES ($1, 'Neighbour', $2) RETURNING id",
+            NEIGHBOUR_EMAIL,
+            password_hash,
+        )
+        project_ids: list[int] = []
+        for owner, count in ((user_id, N_PROJECTS), (neighbour_id, 3)):
+            for i in range(count):
+                project_ids.append(
+                    await conn.fetchval(
+                        "INSERT INTO project (owner, name, description, color) VALUES ($1, $2, $3, $4) RETURNING id",
+                        owner,
+                        f"Project {i + 1:02d}",
+                        _words(rng, 5, 15),
+                        f"#{rng.randrange(0x1000000):06x}",
+                    )
+                )
+        user_projects, neighbour_projects = project_ids[:N_PROJECTS], project_ids[N_PROJECTS:]
+        label_ids: list[int] = []
+        for owner in (user_id, neighbour_id):
+            for name in LABEL_NAMES if owner == user_id else LABEL_NAMES[:4]:
+                label_ids.append(
+                    await conn.fetchval(
+                        "INSERT INTO label (owner, name, color) VALUES ($1, $2, $3) RETURNING id",
+                        owner,
+                        name,
+                        f"#{rng.randrange(0x1000000):06x}" if rng.random() < 0.8 else None,
+                    )
+                )
+        user_labels, neighbour_labels = label_ids[: len(LABEL_NAMES)], label_ids[len(LABEL_NAMES) :]
+
+        # Secondary indexes are rebuilt once after the load: much faster than maintaining them per row.
+        indexes = await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS ddl FROM pg_index i"
+            " WHERE indrelid IN ('task'::regclass, 'task_label'::regclass)"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+        )
+        for index in indexes:
+            await conn.execute(f"DROP INDEX {index['name']}")
+
+        started = time.monotonic()
+        batch = 100_000
+        for first in range(0, rows, batch):
+            count = min(batch, rows - first)
+            task_rows, links = _tasks(rng, user_id, first + 1, count, user_projects, user_labels, now)
+            await conn.copy_records_to_table("task", records=task_rows, columns=TASK_COLUMNS)
+            await conn.copy_records_to_table("task_label", records=links, columns=["task", "label"])
+            log(f"  {first + count:>9,} tasks ({time.monotonic() - started:.0f} s)")
+        neighbour_rows = max(10, min(rows // 100, 5000))
+        task_rows, links = _tasks(
+            rng, neighbour_id, rows + 1, neighbour_rows, neighbour_projects, neighbour_labels, now
+        )
+        task_rows = [(*r[:3], None, *r[4:]) for r in task_rows]  # no cross-links into the bench user's ids
+        await conn.copy_records_to_table("task", records=task_rows, columns=TASK_COLUMNS)
+        await conn.copy_records_to_table("task_label", records=links, columns=["task", "label"])
+        await conn.execute("SELECT setval('task_id_seq', (SELECT max(id) FROM task))")
+
+        log(f"  rebuilding {len(indexes)} indexes")
+        for index in indexes:
+            await conn.execute(index["ddl"])
+        await conn.execute("RESET session_replication_role")
+        data = BenchData(
+            db_url=db_url,
+            rows=rows,
+            user_id=user_id,
+            email=BENCH_EMAIL,
+            password=BENCH_PASSWORD,
+            max_task_id=rows,
+            last_seed_id=rows + neighbour_rows,
+            project_ids=user_projects,
+            label_ids=user_labels,
+        )
+        await conn.execute("CREATE TABLE bench_meta (key text PRIMARY KEY, value text NOT NULL)")
+        meta = {"version": SEED_VERSION, "rows": rows, "data": asdict(data)}
+        await conn.execute("INSERT INTO bench_meta VALUES ('seed', $1)", json.dumps(meta))
+    finally:
+        await conn.close()
+    log("  VACUUM ANALYZE")
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        await conn.execute("VACUUM ANALYZE", timeout=3600)
+    finally:
+        await conn.close()
+    return data
+
+
+def ensure_seeded(rows: int, db_name: str = "taskapi_bench", *, reseed: bool = False, log=print) -> BenchData:
+    """The benchmark database for ``rows`` tasks, seeding it first unless it is already there."""
+    admin_url = server_url()
+    db_url = with_database(admin_url, db_name)
+    if not reseed:
+        existing = asyncio.run(_existing(db_url, rows))
+        if existing is not None:
+            log(f"seed: reusing {db_name} ({rows:,} tasks)")
+            return existing
+    started = time.monotonic()
+    log(f"seed: creating {db_name} with {rows:,} tasks")
+    asyncio.run(_create_database(admin_url, db_name))
+    _migrate(db_url)
+    password_hash = _hash_password(BENCH_PASSWORD)
+    data = asyncio.run(_fill(db_url, rows, password_hash, log))
+    log(f"seed: done in {time.monotonic() - started:.0f} s")
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Seed the taskapi benchmark database")
+    parser.add_argument("--rows", type=int, default=100_000, help="tasks for the bench user (default 100 000)")
+    parser.add_argument("--db-name", default="taskapi_bench")
+    parser.add_argument("--reseed", action="store_true", help="drop and re-create even if already seeded")
+    args = parser.parse_args()
+    data = ensure_seeded(args.rows, args.db_name, reseed=args.reseed)
+    print(json.dumps({k: v for k, v in asdict(data).items() if k not in {"project_ids", "label_ids"}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
