@@ -92,6 +92,9 @@ BAD_REGISTER_BODIES = [
     ({"password": PASSWORD}, "email"),  # missing-email
     ({"email": "f@example.com"}, "password"),  # missing-password
     ({"email": "f@example.com", "password": 12345678}, "password"),  # password-not-a-string
+    ({"email": "f@example.com", "password": PASSWORD, "display_name": "d" * 201}, "display_name"),
+    ({"email": "f@example.com", "password": PASSWORD, "display_name": None}, "display_name"),
+    ({"email": "f" * 310 + "@example.com", "password": PASSWORD}, "email"),
 ]
 
 
@@ -142,6 +145,9 @@ async def test_token_via_json(client, alice):
     me = await client.get(ME, headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["id"] == alice.id
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    lifetime = claims["exp"] - dt.datetime.now(dt.UTC).timestamp()
+    assert abs(lifetime - body["expires_in"]) < 60
 
 
 async def test_token_email_is_case_insensitive(client, alice):
@@ -236,6 +242,8 @@ async def test_malformed_credentials_are_401(client, alice):
 
 
 async def test_token_in_another_scheme_is_401(client, alice):
+    # The scheme name is case-insensitive (RFC 9110), the scheme itself is not optional.
+    assert (await client.get(ME, headers={"Authorization": f"bearer {alice.token}"})).status_code == 200
     response = await client.get(ME, headers={"Authorization": f"Token {alice.token}"})
     _assert_unauthorized(response)
 
@@ -253,6 +261,21 @@ async def test_expired_token_is_401(client, alice):
     expired = _forge(alice.id, exp=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     response = await client.get(ME, headers={"Authorization": f"Bearer {expired}"})
     _assert_unauthorized(response)
+
+
+async def test_unsigned_token_is_401(client, alice):
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
+    unsigned = jwt.encode({"sub": str(alice.id), "exp": exp, "gen": 0}, key="", algorithm="none")
+    _assert_unauthorized(await client.get(ME, headers={"Authorization": f"Bearer {unsigned}"}))
+
+
+async def test_token_of_an_old_generation_is_401(client, alice):
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert (
+        await client.get(ME, headers={"Authorization": f"Bearer {_forge(alice.id, exp=future)}"})
+    ).status_code == 200
+    stale = _forge(alice.id, exp=future, gen=1)
+    _assert_unauthorized(await client.get(ME, headers={"Authorization": f"Bearer {stale}"}))
 
 
 async def test_token_for_a_missing_user_is_401(client, alice):
