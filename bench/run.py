@@ -9,7 +9,7 @@
 
 Needs ``wrk`` (``apt-get install wrk``) and ``taskset`` (util-linux) and a PostgreSQL server
 (DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres; a database
-``taskapi_bench`` is created there by bench/seed.py).
+``taskapi_bench_<rows>`` is created there by bench/seed.py).
 
 Each server (taskapi, and bench/raw_app.py serving the same endpoints on raw asyncpg) runs under
 uvicorn (uvloop, httptools, no access log) pinned to core 0; wrk runs pinned to core 1. For every
@@ -445,7 +445,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="also record taskapi with py-spy per workload")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--reseed", action="store_true", help="re-create the benchmark database")
-    parser.add_argument("--db-name", default=None, help="default taskapi_bench (taskapi_bench_smoke with --smoke)")
+    parser.add_argument("--db-name", default=None, help="default taskapi_bench_<rows> (_smoke with --smoke)")
     parser.add_argument(
         "--server-cpus", default=None, help="taskset list for the servers (default 0; 0,1 for 2+ workers)"
     )
@@ -465,7 +465,7 @@ def main() -> int:
         print("bench: needs 2 cores (server on core 0, wrk on core 1)", file=sys.stderr)
         return 2
 
-    db_name = args.db_name or ("taskapi_bench_smoke" if args.smoke else "taskapi_bench")
+    db_name = args.db_name or ("taskapi_bench_smoke" if args.smoke else None)
     data = ensure_seeded(args.rows, db_name, reseed=args.reseed)
     cleanup_writes(data)
     secret = secrets.token_urlsafe(48)

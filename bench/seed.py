@@ -3,7 +3,7 @@
     uv run python bench/seed.py --rows 100000            # reuses the database if already seeded
     uv run python bench/seed.py --rows 1000000 --reseed  # force a fresh one
 
-The database (default ``taskapi_bench``) is created on the server of DATABASE_URL (default
+The database (default ``taskapi_bench_<rows>``) is created on the server of DATABASE_URL (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``), migrated with the same code as
 ``taskapi migrate``, and filled with COPY. The spread is meant to look like a real account: tasks
 created over two years, most in one of 40 projects (a few big ones), some in the inbox, some
@@ -94,7 +94,7 @@ async def _existing(db_url: str, rows: int) -> BenchData | None:
     meta = json.loads(raw)
     if meta.get("version") != SEED_VERSION or meta.get("rows") != rows:
         return None
-    return BenchData(**meta["data"])
+    return BenchData(**{**meta["data"], "db_url": db_url})
 
 
 async def _create_database(admin_url: str, name: str) -> None:
@@ -271,8 +271,14 @@ async def _fill(db_url: str, rows: int, password_hash: str, log) -> BenchData:
     return data
 
 
-def ensure_seeded(rows: int, db_name: str = "taskapi_bench", *, reseed: bool = False, log=print) -> BenchData:
+def default_db_name(rows: int) -> str:
+    """One database per size, so switching between the 100k and the 1M run does not re-seed."""
+    return f"taskapi_bench_{rows}"
+
+
+def ensure_seeded(rows: int, db_name: str | None = None, *, reseed: bool = False, log=print) -> BenchData:
     """The benchmark database for ``rows`` tasks, seeding it first unless it is already there."""
+    db_name = db_name or default_db_name(rows)
     admin_url = server_url()
     db_url = with_database(admin_url, db_name)
     if not reseed:
@@ -293,7 +299,7 @@ def ensure_seeded(rows: int, db_name: str = "taskapi_bench", *, reseed: bool = F
 def main() -> int:
     parser = argparse.ArgumentParser(description="Seed the taskapi benchmark database")
     parser.add_argument("--rows", type=int, default=100_000, help="tasks for the bench user (default 100 000)")
-    parser.add_argument("--db-name", default="taskapi_bench")
+    parser.add_argument("--db-name", default=None, help="default taskapi_bench_<rows>")
     parser.add_argument("--reseed", action="store_true", help="drop and re-create even if already seeded")
     args = parser.parse_args()
     data = ensure_seeded(args.rows, args.db_name, reseed=args.reseed)
