@@ -36,6 +36,7 @@ from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
 from app.db import close_pool, start_pool
 from app.errors import exception_handlers
+from app.openapi import document_problems
 from app.services.idempotency import purge_expired_keys
 from app.settings import Settings, get_settings
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # DTO, and the OpenAPI document then lists their bodies under "" instead of JSON.
             if isinstance(handler, HTTPRouteHandler) and not handler.media_type and handler.resolve_return_dto():
                 handler.media_type = MediaType.JSON
+    document_problems(app)
     app.state.settings = settings
     app.state.auth = auth
     return app

@@ -14,6 +14,7 @@ from litestar.params import JSONBody
 from app.auth import issue_token
 from app.controllers.params import CurrentUser
 from app.dto import UserReadDTO, _Backend
+from app.openapi import problem_responses
 from app.services import users
 from app.tables import User
 
@@ -57,13 +58,25 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/register", dto=RegisterDTO, return_dto=UserReadDTO, opt={"exclude_from_auth": True})
+    @post(
+        "/register",
+        dto=RegisterDTO,
+        return_dto=UserReadDTO,
+        opt={"exclude_from_auth": True},
+        responses=problem_responses(409),
+    )
     async def register(self, data: JSONBody[RegisterBody]) -> Response[User]:
         """Create an account. The email is unique case-insensitively."""
         user = await users.register_user(email=data.email, password=data.password, display_name=data.display_name)
         return Response(user, status_code=201, headers={"Location": "/api/v1/users/me"})
 
-    @post("/token", status_code=200, opt={"exclude_from_auth": True, "accept_form": True})
+    @post(
+        "/token",
+        status_code=200,
+        opt={"exclude_from_auth": True, "accept_form": True},
+        # The body is read by hand (JSON or the OAuth2 form), so these are not inferred.
+        responses=problem_responses(400, 401, 413, 415),
+    )
     async def issue_token(self, request: Request[Any, Any, Any]) -> TokenResponse:
         """Exchange credentials for a bearer token.
 
@@ -114,4 +127,3 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
     except msgspec.DecodeError as exc:
         raise ValidationException("Malformed JSON", extra=[{"key": "body", "message": str(exc)}]) from None
     return body.email, body.password
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from app.services import health
 
@@ -15,7 +16,13 @@ class HealthController(Controller):
         """200 while the process runs."""
         return {"status": "ok"}
 
-    @get("/ready", opt={"exclude_from_auth": True})
+    @get(
+        "/ready",
+        opt={"exclude_from_auth": True},
+        responses={
+            503: ResponseSpec(dict[str, str], description="The database is not answering", generate_examples=False)
+        },
+    )
     async def ready(self) -> Response[dict[str, str]]:
         """200 when the database answers, 503 (with Retry-After) otherwise."""
         if await health.database_answers():

@@ -23,6 +23,7 @@ from app.controllers.params import (
     with_etag,
 )
 from app.dto import LabelCreateDTO, LabelPatchDTO, LabelReadDTO, Page
+from app.openapi import problem_responses
 from app.services import labels
 from app.tables import Label
 
@@ -40,7 +41,7 @@ class LabelController(Controller):
         items, total = await labels.list_labels(current_user.id, sort=sort, limit=limit, offset=offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/", dto=LabelCreateDTO)
+    @post("/", dto=LabelCreateDTO, responses=problem_responses(409))
     async def create_label(
         self,
         request: Request[Principal, Any, Any],
@@ -60,7 +61,7 @@ class LabelController(Controller):
         label = await labels.get_label(current_user.id, label_id)
         return with_etag(label, label.version)
 
-    @patch("/{label_id:int}", dto=LabelPatchDTO)
+    @patch("/{label_id:int}", dto=LabelPatchDTO, responses=problem_responses(409))
     async def update_label(
         self, current_user: CurrentUser, label_id: ObjectId, data: JSONBody[DTOData[Label]], if_match: IfMatch = None
     ) -> Response[Label]:

@@ -40,6 +40,7 @@ from app.dto import (
     struct_changes,
 )
 from app.errors import InvalidBodyError, InvalidFieldError, InvalidItemsError
+from app.openapi import problem_responses
 from app.services import tasks
 from app.tables import Task
 
@@ -101,7 +102,7 @@ class TaskController(Controller):
             return FlexPage(items=page.items, limit=limit, next_cursor=page.next_cursor)
         return FlexPage(items=page.items, limit=limit, total=page.total or 0, offset=offset)
 
-    @post("/", dto=TaskCreateDTO)
+    @post("/", dto=TaskCreateDTO, responses=problem_responses(422))
     async def create_task(
         self,
         request: Request[Principal, Any, Any],
@@ -121,7 +122,7 @@ class TaskController(Controller):
         task = await tasks.get_task(current_user.id, task_id)
         return with_etag(task, task.version)
 
-    @patch("/{task_id:int}", dto=TaskPatchDTO)
+    @patch("/{task_id:int}", dto=TaskPatchDTO, responses=problem_responses(422))
     async def update_task(
         self, current_user: CurrentUser, task_id: ObjectId, data: JSONBody[DTOData[Task]], if_match: IfMatch = None
     ) -> Response[Task]:
@@ -136,7 +137,7 @@ class TaskController(Controller):
         """Delete a task with its subtasks and comments. Honours If-Match."""
         await tasks.delete_task(current_user.id, task_id, expected_version=expected_version(if_match))
 
-    @post("/bulk", dto=None, status_code=201)
+    @post("/bulk", dto=None, status_code=201, responses=problem_responses(422))
     async def create_tasks(
         self,
         request: Request[Principal, Any, Any],
@@ -156,7 +157,7 @@ class TaskController(Controller):
         mark_replayed(request, replayed)
         return Items(items=items)
 
-    @patch("/bulk", dto=None)
+    @patch("/bulk", dto=None, responses=problem_responses(404, 422))
     async def update_tasks(
         self, request: Request[Principal, Any, Any], current_user: CurrentUser, data: JSONBody[TaskBulkPatch]
     ) -> Items[Task]:
