@@ -541,7 +541,7 @@ def main() -> int:
     results: dict[tuple[int, str, str], list[Result]] = defaultdict(list)
     servers: dict[str, Server] = {}
     try:
-        for workers in worker_counts:
+        for workers in worker_counts if workloads else []:
             cpus = args.server_cpus or (
                 "0" if workers == 1 else ",".join(str(i) for i in range(min(workers, os.cpu_count() or 1)))
             )
