@@ -63,6 +63,7 @@ class AuthController(Controller):
         dto=RegisterDTO,
         return_dto=UserReadDTO,
         opt={"exclude_from_auth": True},
+        security=[{}],
         responses=problem_responses(409),
     )
     async def register(self, data: JSONBody[RegisterBody]) -> Response[User]:
@@ -74,6 +75,7 @@ class AuthController(Controller):
         "/token",
         status_code=200,
         opt={"exclude_from_auth": True, "accept_form": True},
+        security=[{}],
         # The body is read by hand (JSON or the OAuth2 form), so these are not inferred.
         responses=problem_responses(400, 401, 413, 415),
     )

@@ -609,3 +609,19 @@ async def test_get_one_task_costs_the_same_whatever_its_labels(client, alice, qu
         costs.append(cost)
     assert len(set(costs)) == 1, costs
     assert 0 < costs[0] <= 4
+
+
+async def test_cursor_survives_reordered_repeated_filter_values(client, alice):
+    for i in range(3):
+        status = "todo" if i % 2 else "done"
+        assert (
+            await client.post("/api/v1/tasks", json={"title": f"t{i}", "status": status}, headers=alice.headers)
+        ).status_code == 201
+    first = await client.get("/api/v1/tasks?status=todo&status=done&limit=1&paginate=cursor", headers=alice.headers)
+    assert first.status_code == 200
+    cursor = first.json()["next_cursor"]
+    second = await client.get(
+        f"/api/v1/tasks?status=done&status=todo&status=done&limit=1&cursor={cursor}", headers=alice.headers
+    )
+    assert second.status_code == 200
+    assert second.json()["items"][0]["id"] != first.json()["items"][0]["id"]
