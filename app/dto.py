@@ -21,10 +21,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_type_hints
 
 import msgspec
-from litestar.dto import AbstractDTO, DTOConfig, DTOField, Mark
+from litestar.dto import AbstractDTO, DTOConfig, DTOField, Mark, MsgspecDTO
 from litestar.dto._codegen_backend import DTOCodegenBackend
 from litestar.dto.data_structures import DTOFieldDefinition
 from litestar.exceptions import ValidationException
@@ -327,6 +327,30 @@ SERVER_SET = {"id", "owner", "version", "created_at", "updated_at"}
 
 # --------------------------------------------------------------------------------------------
 # Users
+
+EMAIL = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+PASSWORD = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+
+
+class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: EMAIL
+    password: PASSWORD
+    display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class RegisterDTO(MsgspecDTO[RegisterBody]):
+    """Decodes RegisterBody with the app's DTO backend, so a bad body names every offending field."""
+
+    config = DTOConfig(forbid_unknown_fields=True)
+    __schema_name__ = "RegisterBody"
+
+    @classmethod
+    def create_for_field_definition(cls, field_definition: Any, handler_id: str, backend_cls: Any = None) -> None:
+        super().create_for_field_definition(field_definition, handler_id, backend_cls or _Backend)
+
+    @classmethod
+    def annotation_for(cls, model_type: type[RegisterBody], name: str) -> Any:
+        return get_type_hints(model_type, include_extras=True)[name]
 
 
 class UserReadDTO(PiccoloDTO[User]):

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.params import JSONBody
 
 from app.auth import issue_token
 from app.controllers.params import CurrentUser
-from app.dto import UserReadDTO, _Backend
+from app.dto import RegisterBody, RegisterDTO, UserReadDTO
 from app.openapi import problem_responses
 from app.services import users
 from app.tables import User
-
-EMAIL = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-PASSWORD = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
-
-
-class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
-    email: EMAIL
-    password: PASSWORD
-    display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
-
-
-class RegisterDTO(MsgspecDTO[RegisterBody]):
-    """Decodes RegisterBody with the app's DTO backend, so a bad body names every offending field."""
-
-    config = DTOConfig(forbid_unknown_fields=True)
-    __schema_name__ = "RegisterBody"
-
-    @classmethod
-    def create_for_field_definition(cls, field_definition: Any, handler_id: str, backend_cls: Any = None) -> None:
-        super().create_for_field_definition(field_definition, handler_id, backend_cls or _Backend)
-
-    @classmethod
-    def annotation_for(cls, model_type: type[RegisterBody], name: str) -> Any:
-        return get_type_hints(model_type, include_extras=True)[name]
 
 
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
