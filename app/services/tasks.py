@@ -10,6 +10,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -196,22 +197,84 @@ async def list_tasks(
 # (same label shape and order as attach_labels). Against the Piccolo select plus attach_labels it
 # doubled req/s in bench/run.py (get_one, taskapi/raw 0.34 -> 0.73): Piccolo rebuilds the SELECT
 # on every call, and the labels cost a second round trip.
-GET_TASK = (
-    "SELECT {columns}, COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
-    " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = t.id), '[]')"
-    " AS labels FROM task t WHERE t.id = {{}} AND t.owner = {{}}"
-).format(columns=", ".join(f't."{c._meta.db_column_name}"' for c in Task._meta.columns))
+COLUMNS = [c._meta.db_column_name for c in Task._meta.columns]
+# A task's labels as the API shows them (sorted by name, then id), as a JSON array.
+LABELS_JSON = (
+    "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
+    " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = {task}.id), '[]')"
+)
+GET_TASK = "SELECT {columns}, {labels} AS labels FROM task t WHERE t.id = $1 AND t.owner = $2".format(
+    columns=", ".join(f't."{c}"' for c in COLUMNS), labels=LABELS_JSON.format(task="t")
+)
 
 
 async def get_task(user_id: int, task_id: int) -> Task:
-    rows = await Task.raw(GET_TASK, task_id, user_id)
+    rows = await get_engine().fetch(GET_TASK, task_id, user_id)
     if not rows:
         raise NotFoundError("Task", task_id)
-    row = dict(rows[0])
+    return _task_with_labels(rows[0])
+
+
+def _task_with_labels(record: Any) -> Task:
+    """A task from a row whose ``labels`` column is the JSON array built by LABELS_JSON."""
+    row = dict(record)
     labels = msgspec.json.decode(row.pop("labels"))
     task = from_row(Task, row)
     task.labels = labels  # type: ignore[attr-defined]
     return task
+
+
+# Writes on the hot path are one statement each, as in a hand-written service (measured with
+# bench/run.py: Piccolo rebuilt each INSERT/UPDATE on every request, and labels cost extra
+# round trips). The SQL is derived from the Task table once and cached by asyncpg as a
+# prepared statement.
+_CASTS = {
+    "owner": "integer",
+    "project": "integer",
+    "parent": "integer",
+    "title": "varchar",
+    "description": "varchar",
+    "status": "varchar",
+    "priority": "integer",
+    "due_at": "timestamptz",
+    "completed_at": "timestamptz",
+    "position": "integer",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+_INSERTED = tuple(_CASTS)
+_RETURNING = ", ".join(f'"{c}"' for c in COLUMNS)
+_INSERTED_LIST = ", ".join(f'"{c}"' for c in _INSERTED)
+# Labels are checked, the task inserted and linked, and the answer returned in one statement;
+# when a label is not the user's, nothing is inserted (no rows come back).
+CREATE_TASK_SQL = (
+    "WITH wanted AS (SELECT l.id, l.name, l.color FROM label l"
+    f" WHERE l.owner = $1 AND l.id = ANY(${len(_INSERTED) + 1}::integer[])),"
+    f" t AS (INSERT INTO task ({_INSERTED_LIST})"
+    f" SELECT {', '.join(f'${i}::{_CASTS[c]}' for i, c in enumerate(_INSERTED, start=1))}"
+    f" WHERE (SELECT count(*) FROM wanted) = ${len(_INSERTED) + 2} RETURNING *),"
+    " linked AS (INSERT INTO task_label (task, label) SELECT t.id, w.id FROM t, wanted w)"
+    f" SELECT {_RETURNING}, COALESCE((SELECT json_agg(json_build_object('id', w.id, 'name', w.name,"
+    " 'color', w.color) ORDER BY w.name, w.id) FROM wanted w), '[]') AS labels FROM t"
+)
+
+
+@lru_cache(maxsize=256)
+def _update_sql(fields: tuple[str, ...], check_version: bool) -> str:
+    """``UPDATE task ... RETURNING`` the task with its labels; $1 id, $2 owner, $3 now, then fields."""
+    sets = []
+    for number, name in enumerate(fields, start=4):
+        column = Task._meta.get_column_by_name(name)._meta.db_column_name
+        sets.append(f'"{column}" = ${number}')
+        if name == "status":
+            sets.append(
+                f"\"completed_at\" = CASE WHEN ${number}::varchar = 'done'"
+                ' THEN COALESCE("completed_at", $3) ELSE NULL END'
+            )
+    sets += ['"version" = "version" + 1', '"updated_at" = $3']
+    where = "id = $1 AND owner = $2" + (f" AND version = ${len(fields) + 4}" if check_version else "")
+    labels = LABELS_JSON.format(task="task")
+    return f"UPDATE task SET {', '.join(sets)} WHERE {where} RETURNING {_RETURNING}, {labels} AS labels"
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,19 +336,33 @@ async def _lock_tree(user_id: int) -> None:
 
 
 async def _insert_task(user_id: int, data: dict[str, Any], index: int | None = None) -> Task:
-    """Insert one task and link its labels; the result carries ``labels``."""
-    values = dict(data)
-    label_ids = values.pop("label_ids", [])
-    if values.get("status") == TaskStatus.done.value:
-        values["completed_at"] = utcnow()
+    """Insert one task with its labels (one statement); the result carries ``labels``."""
+    wanted = list(dict.fromkeys(data.get("label_ids") or []))
+    now = utcnow()
+    values = {
+        "owner": user_id,
+        "project": data.get("project"),
+        "parent": data.get("parent"),
+        "title": data["title"],
+        "description": data.get("description", ""),
+        "status": data.get("status", TaskStatus.todo.value),
+        "priority": data.get("priority", 0),
+        "due_at": data.get("due_at"),
+        "completed_at": now if data.get("status") == TaskStatus.done.value else None,
+        "position": data.get("position", 0),
+        "created_at": now,
+        "updated_at": now,
+    }
+    engine = get_engine()
     try:
-        rows = await Task.insert(Task(owner=user_id, **values)).returning(*Task._meta.columns)
+        rows = await engine.fetch(CREATE_TASK_SQL, *(values[c] for c in _INSERTED), wanted, len(wanted))
     except asyncpg.ForeignKeyViolationError as exc:
-        raise _fk_error(exc, values, index) from None
-    task = from_row(Task, rows[0])
-    labels = await _replace_labels(user_id, task.id, label_ids, index, new_task=True) if label_ids else []
-    task.labels = labels  # type: ignore[attr-defined]
-    return task
+        raise _fk_error(exc, data, index) from None
+    if not rows:  # some label is not the user's: nothing was inserted
+        found = await engine.fetch("SELECT id FROM label WHERE owner = $1 AND id = ANY($2::integer[])", user_id, wanted)
+        missing = sorted(set(wanted) - {r["id"] for r in found})
+        raise _invalid("label_ids", f"labels {missing} do not exist", index)
+    return _task_with_labels(rows[0])
 
 
 def _snapshot(tasks: list[Task]) -> list[dict[str, Any]]:
@@ -298,11 +375,7 @@ async def create_task(
     """Create one task (with its labels) in one transaction. Returns (task, replayed)."""
 
     async def create() -> list[dict[str, Any]]:
-        if not data.get("label_ids"):
-            return _snapshot([await _insert_task(user_id, data)])  # one INSERT: no transaction needed
-        async with get_engine().transaction():
-            task = await _insert_task(user_id, data)
-        return _snapshot([task])
+        return _snapshot([await _insert_task(user_id, data)])  # one statement: atomic by itself
 
     rows, replayed = await run_once(user_id, idempotency, create)
     return _restore(rows)[0], replayed
@@ -354,34 +427,31 @@ async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, ex
     if not changes:
         task = await check_unchanged(Task, "Task", owner_id=user_id, obj_id=task_id, expected_version=expected_version)
         return (await attach_labels([task]))[0]
-    needs_transaction = "label_ids" in changes or changes.get("parent") is not None
-    if not needs_transaction:
-        return (await attach_labels([await _update_one(user_id, task_id, changes, expected_version)]))[0]
+    fields = {k: v for k, v in changes.items() if k != "label_ids"}
+    if "label_ids" not in changes and changes.get("parent") is None:
+        return await _update_one(user_id, task_id, fields, expected_version)
     async with get_engine().transaction():
         if changes.get("parent") is not None:
             await _lock_tree(user_id)
             await _check_no_cycle(user_id, task_id, changes["parent"])
-        task = await _update_one(user_id, task_id, changes, expected_version)
+        task = await _update_one(user_id, task_id, fields, expected_version)
         if "label_ids" in changes:
-            await _replace_labels(user_id, task_id, changes["label_ids"])
-    return (await attach_labels([task]))[0]
+            task.labels = await _replace_labels(user_id, task_id, changes["label_ids"])  # type: ignore[attr-defined]
+    return task
 
 
-async def _update_one(user_id: int, task_id: int, changes: dict[str, Any], expected_version: int | None) -> Task:
-    condition: Any = (Task.id == task_id) & (Task.owner == user_id)
+async def _update_one(user_id: int, task_id: int, fields: dict[str, Any], expected_version: int | None) -> Task:
+    sql = _update_sql(tuple(fields), expected_version is not None)
+    args = [task_id, user_id, utcnow(), *fields.values()]
     if expected_version is not None:
-        condition &= Task.version == expected_version
+        args.append(expected_version)
     try:
-        rows = (
-            await Task.update(_update_values(changes), use_auto_update=False)
-            .where(condition)
-            .returning(*Task._meta.columns)
-        )
+        rows = await get_engine().fetch(sql, *args)
     except asyncpg.ForeignKeyViolationError as exc:
-        raise _fk_error(exc, changes, None) from None
+        raise _fk_error(exc, fields, None) from None
     if not rows:
         await raise_missing_or_stale(Task, "Task", user_id, task_id)
-    return from_row(Task, rows[0])
+    return _task_with_labels(rows[0])
 
 
 async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) -> list[Task]:
