@@ -133,14 +133,22 @@ def query_counter() -> Iterator[Any]:
     from app.db import get_engine
 
     engine = get_engine()
-    original = engine.run_querystring
+    # Both ways the app sends SQL: Piccolo queries and the engine's fixed statements.
+    original_run, original_fetch = engine.run_querystring, engine.fetch
     counts = {"n": 0, "active": False}
 
     async def counting_run(querystring: Any, in_pool: bool = True) -> Any:
         if counts["active"]:
             counts["n"] += 1
-        return await original(querystring, in_pool=in_pool)
+        return await original_run(querystring, in_pool=in_pool)
+
+    async def counting_fetch(sql: str, *args: Any) -> Any:
+        if counts["active"]:
+            counts["n"] += 1
+        return await original_fetch(sql, *args)
 
     engine.run_querystring = counting_run  # type: ignore[method-assign]
+    engine.fetch = counting_fetch  # type: ignore[method-assign]
     yield counts
-    engine.run_querystring = original  # type: ignore[method-assign]
+    engine.run_querystring = original_run  # type: ignore[method-assign]
+    engine.fetch = original_fetch  # type: ignore[method-assign]

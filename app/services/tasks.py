@@ -158,6 +158,22 @@ async def attach_labels(tasks: list[Task]) -> list[Task]:
     return tasks
 
 
+# Reads carry the labels in the same statement as the tasks, as a JSON column: a page or one
+# task is one round trip. GET /tasks/{id}, the most frequent request, is one fixed statement:
+# against a Piccolo select plus attach_labels it doubled req/s in bench/run.py (get_one,
+# taskapi/raw 0.34 -> 0.73), as Piccolo rebuilds the SELECT on every call.
+COLUMNS = [c._meta.db_column_name for c in Task._meta.columns]
+# A task's labels as the API shows them (sorted by name, then id), as a JSON array.
+LABELS_JSON = (
+    "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
+    " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = {task}.id), '[]')"
+)
+PAGE_LABELS = QueryString(LABELS_JSON.format(task='"task"')).as_alias("labels")
+GET_TASK = "SELECT {columns}, {labels} AS labels FROM task t WHERE t.id = $1 AND t.owner = $2".format(
+    columns=", ".join(f't."{c}"' for c in COLUMNS), labels=LABELS_JSON.format(task="t")
+)
+
+
 async def list_tasks(
     user_id: int,
     filters: TaskFilters,
@@ -180,32 +196,17 @@ async def list_tasks(
     if cursor is not None:
         values = decode_cursor(cursor, keys, scope, [SORT_TYPES[k.field] for k in keys])
         condition &= after_clause(Task, keys, values)
-    query = apply_order(Task.select(*Task._meta.columns).where(condition), Task, keys)
+    # The page's labels come in the same statement (a JSON column), so a page is one round trip.
+    query = apply_order(Task.select(*Task._meta.columns, PAGE_LABELS).where(condition), Task, keys)
     if keyset:
         rows = await query.limit(limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
-        tasks = await attach_labels([from_row(Task, r) for r in rows])
-        return TaskPage(items=tasks, total=None, next_cursor=next_cursor)
+        return TaskPage(items=[_task_with_labels(r) for r in rows], total=None, next_cursor=next_cursor)
     rows = await query.limit(limit).offset(offset)
-    total = await Task.count().where(_where(user_id, filters))
-    return TaskPage(items=await attach_labels([from_row(Task, r) for r in rows]), total=total, next_cursor=None)
-
-
-# GET /tasks/{id} is the most frequent request: one fixed statement for the task and its labels
-# (same label shape and order as attach_labels). Against the Piccolo select plus attach_labels it
-# doubled req/s in bench/run.py (get_one, taskapi/raw 0.34 -> 0.73): Piccolo rebuilds the SELECT
-# on every call, and the labels cost a second round trip.
-COLUMNS = [c._meta.db_column_name for c in Task._meta.columns]
-# A task's labels as the API shows them (sorted by name, then id), as a JSON array.
-LABELS_JSON = (
-    "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
-    " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = {task}.id), '[]')"
-)
-GET_TASK = "SELECT {columns}, {labels} AS labels FROM task t WHERE t.id = $1 AND t.owner = $2".format(
-    columns=", ".join(f't."{c}"' for c in COLUMNS), labels=LABELS_JSON.format(task="t")
-)
+    total = await Task.count().where(condition)
+    return TaskPage(items=[_task_with_labels(r) for r in rows], total=total, next_cursor=None)
 
 
 async def get_task(user_id: int, task_id: int) -> Task:

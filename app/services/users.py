@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from app.db import get_engine
 from app.errors import AuthenticationError, ConflictError, NotFoundError
 from app.passwords import hash_password, verify_password
 from app.services.common import from_row
@@ -52,7 +53,7 @@ async def get_user(user_id: int) -> User:
 async def get_token_generation(user_id: int) -> int | None:
     """The user's current token generation, or None if the user does not exist."""
     # Runs on every authenticated request: a fixed statement, no query building.
-    rows = await User.raw("SELECT token_generation FROM app_user WHERE id = {}", user_id)
+    rows = await get_engine().fetch("SELECT token_generation FROM app_user WHERE id = $1", user_id)
     return int(rows[0]["token_generation"]) if rows else None
 
 
