@@ -197,14 +197,17 @@ async def list_tasks(
         values = decode_cursor(cursor, keys, scope, [SORT_TYPES[k.field] for k in keys])
         condition &= after_clause(Task, keys, values)
     # The page's labels come in the same statement (a JSON column), so a page is one round trip.
-    query = apply_order(Task.select(*Task._meta.columns, PAGE_LABELS).where(condition), Task, keys)
     if keyset:
+        query = apply_order(Task.select(*Task._meta.columns, PAGE_LABELS).where(condition), Task, keys)
         rows = await query.limit(limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
         return TaskPage(items=[_task_with_labels(r) for r in rows], total=None, next_cursor=next_cursor)
-    rows = await query.limit(limit).offset(offset)
+    # Ids first, then the rows: an OFFSET skips bare ids, and labels are built for the page only
+    # (a select-list subquery would run for every skipped row).
+    page_ids = apply_order(Task.select(Task.id).where(condition), Task, keys).limit(limit).offset(offset)
+    rows = await apply_order(Task.select(*Task._meta.columns, PAGE_LABELS).where(Task.id.is_in(page_ids)), Task, keys)
     total = await Task.count().where(condition)
     return TaskPage(items=[_task_with_labels(r) for r in rows], total=total, next_cursor=None)
 
