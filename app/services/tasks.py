@@ -112,13 +112,11 @@ def _where(user_id: int, f: TaskFilters) -> Where | And:
     if f.parent_id is not None:
         condition &= Task.parent == f.parent_id
     if f.status:
-        condition &= Task.status.is_in(list(dict.fromkeys(f.status)))
+        condition &= Task.status.is_in(list(f.status))
     if f.priority:
-        condition &= Task.priority.is_in(list(dict.fromkeys(f.priority)))
+        condition &= Task.priority.is_in(list(f.priority))
     if f.label_id:
-        condition &= Task.id.is_in(
-            TaskLabel.select(TaskLabel.task).where(TaskLabel.label.is_in(list(dict.fromkeys(f.label_id))))
-        )
+        condition &= Task.id.is_in(TaskLabel.select(TaskLabel.task).where(TaskLabel.label.is_in(list(f.label_id))))
     if f.due_before is not None:
         condition &= Task.due_at < f.due_before
     if f.due_after is not None:
