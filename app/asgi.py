@@ -14,7 +14,6 @@ from typing import Any
 
 import swagger_ui_bundle
 from litestar import Litestar, Request
-from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
@@ -145,7 +144,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[add_replay_header],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
-        compression_config=CompressionConfig(backend="gzip", minimum_size=4096),
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
             log_exceptions="debug",

@@ -84,6 +84,11 @@ def order_clauses(table: type[Table], sort: list[Sort]) -> list[tuple[QueryStrin
     return [(QueryString(expr), not descending) for expr, descending in _expressions(table, sort)]
 
 
+def order_sql(table: type[Table], sort: list[Sort]) -> str:
+    """The ORDER BY list as SQL text (for statements built around a Piccolo WHERE)."""
+    return ", ".join(f"{expr} {'DESC' if descending else 'ASC'}" for expr, descending in _expressions(table, sort))
+
+
 def apply_order(query: Any, table: type[Table], sort: list[Sort]) -> Any:
     for expression, ascending in order_clauses(table, sort):
         query = query.order_by(expression, ascending=ascending)
