@@ -277,8 +277,11 @@ CREATE_TASK_SQL = (
 
 
 @lru_cache(maxsize=256)
-def _update_sql(fields: tuple[str, ...], check_version: bool) -> str:
-    """``UPDATE task ... RETURNING`` the task with its labels; $1 id, $2 owner, $3 now, then fields."""
+def _update_sql(fields: tuple[str, ...], check_version: bool, many: bool = False) -> str:
+    """``UPDATE task ... RETURNING`` the task with its labels; $1 id, $2 owner, $3 now, then fields.
+
+    ``many``: $1 is an array of ids (bulk PATCH), and the labels are left to the caller.
+    """
     sets = []
     for number, name in enumerate(fields, start=4):
         column = Task._meta.get_column_by_name(name)._meta.db_column_name
@@ -289,9 +292,11 @@ def _update_sql(fields: tuple[str, ...], check_version: bool) -> str:
                 ' THEN COALESCE("completed_at", $3) ELSE NULL END'
             )
     sets += ['"version" = "version" + 1', '"updated_at" = $3']
-    where = "id = $1 AND owner = $2" + (f" AND version = ${len(fields) + 4}" if check_version else "")
-    labels = LABELS_JSON.format(task="task")
-    return f"UPDATE task SET {', '.join(sets)} WHERE {where} RETURNING {_RETURNING}, {labels} AS labels"
+    where = ("id = ANY($1::integer[])" if many else "id = $1") + " AND owner = $2"
+    if check_version:
+        where += f" AND version = ${len(fields) + 4}"
+    returning = _RETURNING if many else f"{_RETURNING}, {LABELS_JSON.format(task='task')} AS labels"
+    return f"UPDATE task SET {', '.join(sets)} WHERE {where} RETURNING {returning}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,19 +427,6 @@ def _restore(rows: list[dict[str, Any]]) -> list[Task]:
     return tasks
 
 
-def _update_values(changes: dict[str, Any]) -> dict[Any, Any]:
-    values: dict[Any, Any] = {Task._meta.get_column_by_name(k): v for k, v in changes.items() if k != "label_ids"}
-    if "status" in changes:
-        values[Task.completed_at] = QueryString(
-            "CASE WHEN {} = 'done' THEN COALESCE(\"completed_at\", {}) ELSE NULL END",
-            changes["status"],
-            utcnow(),
-        )
-    values[Task.version] = Task.version + 1
-    values[Task.updated_at] = utcnow()
-    return values
-
-
 async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, expected_version: int | None) -> Task:
     """Apply a partial change. Status drives ``completed_at``; ``label_ids`` replaces the set.
 
@@ -479,14 +471,14 @@ async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) ->
             await _lock_tree(user_id)
             for task_id in wanted:
                 await _check_no_cycle(user_id, task_id, changes["parent"])
-        owned = (Task.id.is_in(wanted)) & (Task.owner == user_id)
+        fields = {k: v for k, v in changes.items() if k != "label_ids"}
         try:
             rows = (
-                await Task.update(_update_values(changes), use_auto_update=False)
-                .where(owned)
-                .returning(*Task._meta.columns)
+                await get_engine().fetch(
+                    _update_sql(tuple(fields), False, many=True), wanted, user_id, utcnow(), *fields.values()
+                )
                 if changes  # an empty change writes nothing and keeps versions
-                else await Task.select(*Task._meta.columns).where(owned)
+                else await Task.select(*Task._meta.columns).where(Task.id.is_in(wanted) & (Task.owner == user_id))
             )
         except asyncpg.ForeignKeyViolationError as exc:
             raise _fk_error(exc, changes, None) from None
@@ -497,7 +489,7 @@ async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) ->
             for task_id in wanted:
                 await _replace_labels(user_id, task_id, changes["label_ids"])
     by_id = {r["id"]: r for r in rows}
-    return await attach_labels([from_row(Task, by_id[i]) for i in wanted])
+    return await attach_labels([from_row(Task, dict(by_id[i])) for i in wanted])
 
 
 async def delete_task(user_id: int, task_id: int, *, expected_version: int | None) -> None:
