@@ -81,6 +81,7 @@ class Result:
     mean_us: float
     max_us: int
     rss_mb: float
+    cpu_us: float = 0.0  # server CPU (user + system) per request, all its processes
 
     @property
     def rps(self) -> float:
@@ -136,6 +137,18 @@ def process_tree(pid: int) -> list[int]:
         out.append(current)
         todo.extend(children.get(current, []))
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by the server: the process and its workers."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -330,8 +343,10 @@ def run_wrk(
         "taskset", "-c", args.wrk_cpus, "wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(LUA / workload.script), server.url,
     ]  # fmt: skip
+    cpu_before = cpu_seconds(server.proc.pid)
     with RssSampler(server.proc.pid) as sampler:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    cpu_used = cpu_seconds(server.proc.pid) - cpu_before
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
         raise SystemExit(f"wrk gave no summary for {workload.name} on {server.name}:\n{out.stdout}\n{out.stderr}")
@@ -347,6 +362,7 @@ def run_wrk(
         mean_us=raw["mean_us"],
         max_us=raw["max_us"],
         rss_mb=sampler.last,
+        cpu_us=cpu_used * 1e6 / raw["requests"] if raw["requests"] else 0.0,
     )
 
 
@@ -429,6 +445,7 @@ def summarize(results: list[Result]) -> dict[str, float]:
         "p99": statistics.median(r.p99_us for r in results),
         "errors": sum(r.errors for r in results),
         "rss": max(r.rss_mb for r in results),
+        "cpu": statistics.median(r.cpu_us for r in results),
     }
 
 
@@ -575,7 +592,7 @@ def main() -> int:
                         print(
                             f"  w{workers} {workload.name:<13} {name:<8} round {round_number + 1}: "
                             f"{result.rps:8.0f} req/s  p50 {fmt_ms(result.p50_us)} ms  p99 {fmt_ms(result.p99_us)} ms"
-                            f"  errors {result.errors}  rss {result.rss_mb:.0f} MB",
+                            f"  cpu {result.cpu_us:.0f} us/req  errors {result.errors}  rss {result.rss_mb:.0f} MB",
                             flush=True,
                         )
                         if workload.writes:
@@ -631,15 +648,15 @@ def _report_tables(
 ) -> None:
     report.add("## Results")
     report.add()
-    report.add("| workers | workload | app | req/s | p50 ms | p99 ms | errors | RSS MB |")
-    report.add("|---:|---|---|---:|---:|---:|---:|---:|")
+    report.add("| workers | workload | app | req/s | p50 ms | p99 ms | server CPU us/req | errors | RSS MB |")
+    report.add("|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for workers in worker_counts:
         for name in workloads:
             for app in APPS:
                 s = summarize(results[(workers, name, app)])
                 report.add(
                     f"| {workers} | {name} | {app} | {s['rps']:.0f} | {fmt_ms(s['p50'])} | {fmt_ms(s['p99'])} "
-                    f"| {s['errors']:.0f} | {s['rss']:.0f} |"
+                    f"| {s['cpu']:.0f} | {s['errors']:.0f} | {s['rss']:.0f} |"
                 )
                 if s["errors"]:
                     failures.append(f"workers={workers} {name} {app}: {s['errors']:.0f} failed requests")
