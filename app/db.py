@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -126,12 +127,17 @@ class TaskapiEngine(PostgresEngine):
         For measured hot paths only: it skips Piccolo's per-call query building and row
         post-processing, and asyncpg caches the prepared statement per connection.
         """
+        return (await self.fetch_many((sql, args)))[0]
+
+    async def fetch_many(self, *statements: tuple[str, Sequence[Any]]) -> list[list[asyncpg.Record]]:
+        """Run fixed statements in order on one connection (the transaction's, or one pool acquire)."""
         transaction = self.current_transaction.get()
         if transaction is not None:
-            rows: list[asyncpg.Record] = await transaction.connection.fetch(sql, *args)
-            return rows
-        rows = await self._run_in_pool(sql, list(args))
-        return rows
+            return [await transaction.connection.fetch(sql, *args) for sql, args in statements]
+        if not self.pool:
+            raise ValueError("A pool isn't currently running.")
+        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+            return [await connection.fetch(sql, *args) for sql, args in statements]
 
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
         if not self.pool:

@@ -134,7 +134,7 @@ def query_counter() -> Iterator[Any]:
 
     engine = get_engine()
     # Both ways the app sends SQL: Piccolo queries and the engine's fixed statements.
-    original_run, original_fetch = engine.run_querystring, engine.fetch
+    original_run, original_fetch = engine.run_querystring, engine.fetch_many
     counts = {"n": 0, "active": False}
 
     async def counting_run(querystring: Any, in_pool: bool = True) -> Any:
@@ -142,13 +142,13 @@ def query_counter() -> Iterator[Any]:
             counts["n"] += 1
         return await original_run(querystring, in_pool=in_pool)
 
-    async def counting_fetch(sql: str, *args: Any) -> Any:
+    async def counting_fetch(*statements: Any) -> Any:
         if counts["active"]:
-            counts["n"] += 1
-        return await original_fetch(sql, *args)
+            counts["n"] += len(statements)
+        return await original_fetch(*statements)
 
     engine.run_querystring = counting_run  # type: ignore[method-assign]
-    engine.fetch = counting_fetch  # type: ignore[method-assign]
+    engine.fetch_many = counting_fetch  # type: ignore[method-assign]
     yield counts
     engine.run_querystring = original_run  # type: ignore[method-assign]
-    engine.fetch = original_fetch  # type: ignore[method-assign]
+    engine.fetch_many = original_fetch  # type: ignore[method-assign]
