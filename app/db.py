@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +57,7 @@ class TaskapiTransaction(PostgresTransaction):
 
     async def get_connection(self) -> Any:
         if self.engine.pool:
-            return await self.engine.pool.acquire(timeout=self.engine.acquire_timeout)
+            return await self.engine.acquire()
         return await self.engine.get_new_connection()
 
     async def __aenter__(self) -> PostgresTransaction:
@@ -134,16 +136,34 @@ class TaskapiEngine(PostgresEngine):
         transaction = self.current_transaction.get()
         if transaction is not None:
             return [await transaction.connection.fetch(sql, *args) for sql, args in statements]
+        connection = await self.acquire()
+        try:
+            return [await connection.fetch(sql, *args) for sql, args in statements]
+        finally:
+            await self.release(connection)
+
+    async def acquire(self) -> asyncpg.Connection:
+        """A pool connection, waited for at most ``acquire_timeout`` (then TimeoutError: a 503).
+
+        asyncio.timeout, not asyncpg's ``acquire(timeout=...)``: on Python 3.11 that wraps every
+        acquire in a new Task, a cost bench/run.py --profile showed on every statement.
+        """
         if not self.pool:
             raise ValueError("A pool isn't currently running.")
-        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
-            return [await connection.fetch(sql, *args) for sql, args in statements]
+        async with asyncio.timeout(self.acquire_timeout):
+            connection: asyncpg.Connection = await self.pool.acquire()
+            return connection
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        assert self.pool is not None
+        await self.pool.release(connection)
 
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
-        if not self.pool:
-            raise ValueError("A pool isn't currently running.")
-        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+        connection = await self.acquire()
+        try:
             return await connection.fetch(query, *(args or []))
+        finally:
+            await self.release(connection)
 
 
 def make_engine(settings: Settings | None = None) -> TaskapiEngine:
@@ -152,8 +172,9 @@ def make_engine(settings: Settings | None = None) -> TaskapiEngine:
     return TaskapiEngine(config=engine_config(settings), acquire_timeout=settings.db_acquire_timeout)
 
 
+@functools.cache
 def get_engine() -> TaskapiEngine:
-    """The engine all tables use (from piccolo_conf.py)."""
+    """The engine all tables use (from piccolo_conf.py); fixed for the life of the process."""
     from app.tables import Task
 
     engine = Task._meta.db

@@ -373,11 +373,11 @@ def run_wrk(
 def profile(
     server: Server, workload: Workload, args: argparse.Namespace, token: str, data: BenchData, out: Path
 ) -> list[str]:
-    """Record taskapi with py-spy under one workload; return the top self/inclusive entries."""
+    """Record a server with py-spy under one workload; return the top self/inclusive entries."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         return ["py-spy not found: run with `uv run --with py-spy python bench/run.py --profile ...`"]
-    raw_path = out / f"profile-{workload.name}.txt"
+    raw_path = out / f"profile-{workload.name}-{server.name}.txt"
     seconds = max(args.duration, 5)
     command = f"record --pid {server.proc.pid} --duration {seconds} --rate 200 --format raw --nonblocking --output"
     spy = subprocess.Popen(
@@ -414,10 +414,9 @@ def summarize_profile(raw_path: Path, top: int = 12) -> list[str]:
     lines = ["self time by package: " + ", ".join(f"{p} {100 * n / total:.0f}%" for p, n in packages.most_common(8))]
     lines.append("top self:")
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
-    lines.append("top inclusive (app, piccolo, litestar):")
-    interesting = [
-        (f, n) for f, n in inclusive.most_common() if any(k in f for k in ("app/", "piccolo/", "litestar/", "asyncpg/"))
-    ]
+    lines.append("top inclusive (app, bench, piccolo, litestar, asyncpg, jwt):")
+    packages_shown = ("app/", "bench/", "piccolo/", "litestar/", "asyncpg/", "jwt/")
+    interesting = [(f, n) for f, n in inclusive.most_common() if any(k in f for k in packages_shown)]
     lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in interesting[:top]]
     return lines
 
@@ -459,7 +458,7 @@ def main() -> int:
     parser.add_argument("--workloads", default="all", help="comma-separated subset, 'all' or 'none'")
     parser.add_argument("--soak", type=int, default=0, help="seconds of the memory soak (one taskapi worker)")
     parser.add_argument("--smoke", action="store_true", help="CI mode: tiny data, 1 s runs, < 60 s in total")
-    parser.add_argument("--profile", action="store_true", help="also record taskapi with py-spy per workload")
+    parser.add_argument("--profile", action="store_true", help="also record both apps with py-spy per workload")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--reseed", action="store_true", help="re-create the benchmark database")
     parser.add_argument("--db-name", default=None, help="default taskapi_bench_<rows> (_smoke with --smoke)")
@@ -598,13 +597,14 @@ def main() -> int:
                         if workload.writes:
                             cleanup_writes(data)
             if args.profile:
-                report.add(f"## py-spy profile of taskapi, {workers} worker(s)")
-                for workload in workloads.values():
-                    report.add(f"### {workload.name}")
-                    report.add("```")
-                    for line in profile(servers["taskapi"], workload, args, token, data, out_dir):
-                        report.add(line)
-                    report.add("```")
+                for name in APPS:
+                    report.add(f"## py-spy profile of {name}, {workers} worker(s)")
+                    for workload in workloads.values():
+                        report.add(f"### {workload.name}")
+                        report.add("```")
+                        for line in profile(servers[name], workload, args, token, data, out_dir):
+                            report.add(line)
+                        report.add("```")
             for server in servers.values():
                 stop_server(server)
             servers = {}
