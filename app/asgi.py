@@ -25,7 +25,7 @@ from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecuritySch
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from app.auth import TOKEN_URL, Principal, make_auth
+from app.auth import TOKEN_URL, Principal, auth_middleware
 from app.controllers.auth import AuthController, UserController
 from app.controllers.comments import CommentController
 from app.controllers.health import HealthController
@@ -82,7 +82,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application. Settings are validated here, so unsafe production config fails fast."""
     settings = settings or get_settings()
     settings.validate()
-    auth = make_auth(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -103,8 +102,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         description="Multi-user task management REST API. Authorize with a bearer token from /api/v1/auth/token.",
         path="/schema",
         # The docs' Authorize button logs in with the OAuth2 password form of /api/v1/auth/token.
-        # (Declared here: the scheme Litestar derives from OAuth2PasswordBearerAuth is not valid
-        # OpenAPI 3.1 - it lacks `scopes` and mixes in http-scheme fields.)
+        # Every operation needs the token unless it declares security=[{}] (the public ones).
+        security=[{"BearerToken": []}],
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(
@@ -137,7 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             docs_assets,
         ],
         dependencies={"current_user": Provide(provide_principal, sync_to_thread=False)},
-        on_app_init=[auth.on_app_init],
+        middleware=[auth_middleware(settings)],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         before_request=require_json_body,
@@ -158,7 +157,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 handler.media_type = MediaType.JSON
     document_problems(app)
     app.state.settings = settings
-    app.state.auth = auth
     return app
 
 

@@ -223,7 +223,7 @@ async def provide_user_id(request: Request) -> int:
             options={"verify_aud": False, "verify_iss": False, "require": ["exp", "sub"]},
         )
         user_id = int(claims["sub"])
-        generation = int(claims.get("extras", {}).get("gen", -1))
+        generation = int(claims.get("gen", -1))
     except (jwt.PyJWTError, TypeError, ValueError, KeyError, AttributeError):
         raise NotAuthorizedException("Missing, malformed, expired or revoked credentials") from None
     current = await db().fetchval(TOKEN_GENERATION, user_id)

@@ -62,7 +62,7 @@ class AuthController(Controller):
         email, password = await _credentials(request)
         user_id, generation = await users.authenticate(email=email, password=password)
         settings = request.app.state.settings
-        token = issue_token(request.app.state.auth, settings, user_id, generation)
+        token = issue_token(settings, user_id, generation)
         return TokenResponse(
             access_token=token,
             token_type="bearer",  # noqa: S106 - the OAuth2 token type, not a secret

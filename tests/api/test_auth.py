@@ -6,6 +6,7 @@ import datetime as dt
 
 import httpx
 import jwt
+import pytest
 
 from tests.api.problems import assert_problem
 from tests.conftest import count_rows
@@ -280,6 +281,19 @@ async def test_token_of_an_old_generation_is_401(client, alice):
 
 async def test_token_for_a_missing_user_is_401(client, alice):
     forged = _forge(alice.id + 1000, exp=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    _assert_unauthorized(await client.get(ME, headers={"Authorization": f"Bearer {forged}"}))
+
+
+@pytest.mark.parametrize("sub", ["0", "-1", str(2**31), str(10**30), "alice", ""])
+async def test_token_with_a_sub_that_is_no_user_id_is_401(client, alice, sub):
+    # Signed with the real secret, so only the subject check can refuse it (never a 500).
+    exp = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
+    forged = jwt.encode({"sub": sub, "exp": exp, "gen": 0}, _secret(), algorithm="HS256")
+    _assert_unauthorized(await client.get(ME, headers={"Authorization": f"Bearer {forged}"}))
+
+
+async def test_token_without_exp_is_401(client, alice):
+    forged = jwt.encode({"sub": str(alice.id), "gen": 0}, _secret(), algorithm="HS256")
     _assert_unauthorized(await client.get(ME, headers={"Authorization": f"Bearer {forged}"}))
 
 
