@@ -129,7 +129,12 @@ class TaskapiEngine(PostgresEngine):
         For measured hot paths only: it skips Piccolo's per-call query building and row
         post-processing, and asyncpg caches the prepared statement per connection.
         """
-        return (await self.fetch_many((sql, args)))[0]
+        transaction = self.current_transaction.get()
+        if transaction is not None:
+            rows: list[asyncpg.Record] = await transaction.connection.fetch(sql, *args)
+            return rows
+        rows = await self._run_in_pool(sql, args)
+        return rows
 
     async def fetch_many(self, *statements: tuple[str, Sequence[Any]]) -> list[list[asyncpg.Record]]:
         """Run fixed statements in order on one connection (the transaction's, or one pool acquire)."""

@@ -133,22 +133,28 @@ def query_counter() -> Iterator[Any]:
     from app.db import get_engine
 
     engine = get_engine()
-    # Both ways the app sends SQL: Piccolo queries and the engine's fixed statements.
-    original_run, original_fetch = engine.run_querystring, engine.fetch_many
+    # Every way the app sends SQL: Piccolo queries and the engine's fixed statements.
+    originals = {name: getattr(engine, name) for name in ("run_querystring", "fetch", "fetch_many")}
     counts = {"n": 0, "active": False}
 
     async def counting_run(querystring: Any, in_pool: bool = True) -> Any:
         if counts["active"]:
             counts["n"] += 1
-        return await original_run(querystring, in_pool=in_pool)
+        return await originals["run_querystring"](querystring, in_pool=in_pool)
 
-    async def counting_fetch(*statements: Any) -> Any:
+    async def counting_fetch(sql: str, *args: Any) -> Any:
+        if counts["active"]:
+            counts["n"] += 1
+        return await originals["fetch"](sql, *args)
+
+    async def counting_fetch_many(*statements: Any) -> Any:
         if counts["active"]:
             counts["n"] += len(statements)
-        return await original_fetch(*statements)
+        return await originals["fetch_many"](*statements)
 
     engine.run_querystring = counting_run  # type: ignore[method-assign]
-    engine.fetch_many = counting_fetch  # type: ignore[method-assign]
+    engine.fetch = counting_fetch  # type: ignore[method-assign]
+    engine.fetch_many = counting_fetch_many  # type: ignore[method-assign]
     yield counts
-    engine.run_querystring = original_run  # type: ignore[method-assign]
-    engine.fetch_many = original_fetch  # type: ignore[method-assign]
+    for name, original in originals.items():
+        setattr(engine, name, original)
