@@ -150,13 +150,19 @@ class TaskapiEngine(PostgresEngine):
     async def acquire(self) -> asyncpg.Connection:
         """A pool connection, waited for at most ``acquire_timeout`` (then TimeoutError: a 503).
 
-        asyncio.timeout, not asyncpg's ``acquire(timeout=...)``: on Python 3.11 that wraps every
-        acquire in a new Task, a cost bench/run.py --profile showed on every statement.
+        With an idle connection there is nothing to wait for, and no timer is armed: a timer per
+        statement (asyncpg's ``acquire(timeout=...)`` even makes a Task per acquire on Python
+        3.11) was a few per cent of a GET's CPU in bench/run.py --profile.
         """
-        if not self.pool:
+        pool = self.pool
+        if not pool:
             raise ValueError("A pool isn't currently running.")
+        connection: asyncpg.Connection
+        if pool.get_idle_size():
+            connection = await pool.acquire()
+            return connection
         async with asyncio.timeout(self.acquire_timeout):
-            connection: asyncpg.Connection = await self.pool.acquire()
+            connection = await pool.acquire()
             return connection
 
     async def release(self, connection: asyncpg.Connection) -> None:
