@@ -266,3 +266,21 @@ async def test_repeated_failures_do_not_leak_connections(alice):
     assert await count_rows("task") == 1
     assert await count_rows("task_label") == 1
     await _assert_pool_healthy()
+
+
+async def test_a_list_inside_a_transaction_sees_its_writes_and_the_rollback_undoes_them(alice):
+    # The page and its count run on the transaction's connection (engine.fetch_many), not on a
+    # second pool connection that could not see the uncommitted task.
+    await _task(alice.id, title="committed")
+    engine = get_engine()
+    with pytest.raises(RuntimeError):
+        async with engine.transaction():
+            await _task(alice.id, title="uncommitted")
+            page = await task_service.list_tasks(alice.id, task_service.TaskFilters(), sort="title", limit=10, offset=0)
+            assert [t.title for t in page.items] == ["committed", "uncommitted"]
+            assert page.total == 2
+            raise RuntimeError("roll back")
+    page = await task_service.list_tasks(alice.id, task_service.TaskFilters(), sort="title", limit=10, offset=0)
+    assert [t.title for t in page.items] == ["committed"]
+    assert page.total == 1
+    await _assert_pool_healthy()
