@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -55,19 +56,25 @@ def parse_sort(raw: str | None, allowed: dict[str, Column], default: str) -> lis
     return keys
 
 
-def _expressions(table: type[Table], sort: list[Sort]) -> list[tuple[str, bool]]:
+def _expressions(table: type[Table], sort: list[Sort]) -> tuple[tuple[str, bool], ...]:
     """(SQL expression, descending) per ORDER BY term; a NULLs-last key adds ``(col IS NULL)`` first.
 
     Piccolo's order_by always appends ASC/DESC, so NULLS LAST is expressed as that extra leading
     boolean term, which the expression indexes in the migrations serve.
     """
+    return _expressions_of(table, tuple(sort))
+
+
+@lru_cache(maxsize=256)
+def _expressions_of(table: type[Table], sort: tuple[Sort, ...]) -> tuple[tuple[str, bool], ...]:
+    # Derived from the table once per sort, not per request (column lookups and string building).
     terms: list[tuple[str, bool]] = []
     for key in sort:
         col = _col(table, key.field)
         if key.field in NULLS_LAST:
             terms.append((f"({col} IS NULL)", False))
         terms.append((col, key.descending))
-    return terms
+    return tuple(terms)
 
 
 def _term_values(sort: list[Sort], values: list[Any]) -> list[Any]:
