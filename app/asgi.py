@@ -14,7 +14,6 @@ from typing import Any
 
 import swagger_ui_bundle
 from litestar import Litestar, Request
-from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
@@ -25,7 +24,7 @@ from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecuritySch
 from litestar.static_files import create_static_files_router
 from litestar.types import Message, Scope
 
-from app.auth import TOKEN_URL, Principal, auth_middleware
+from app.auth import TOKEN_URL, auth_middleware
 from app.controllers.auth import AuthController, UserController
 from app.controllers.comments import CommentController
 from app.controllers.health import HealthController
@@ -44,10 +43,6 @@ logger = logging.getLogger("taskapi")
 MAX_BODY_BYTES = 1024 * 1024
 DOCS_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
 JSON_TYPES = ("application/json",)
-
-
-def provide_principal(request: Request[Principal, Any, Any]) -> Principal:
-    return request.user
 
 
 async def require_json_body(request: Request[Any, Any, Any]) -> None:
@@ -135,7 +130,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CommentController,
             docs_assets,
         ],
-        dependencies={"current_user": Provide(provide_principal, sync_to_thread=False)},
         middleware=[auth_middleware(settings)],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

@@ -11,7 +11,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import JSONBody
 
 from app.auth import issue_token
-from app.controllers.params import CurrentUser
+from app.controllers.params import UserRequest
 from app.dto import RegisterBody, RegisterDTO, UserReadDTO
 from app.openapi import problem_responses
 from app.services import users
@@ -70,9 +70,9 @@ class AuthController(Controller):
         )
 
     @post("/revoke", status_code=204)
-    async def revoke_tokens(self, current_user: CurrentUser) -> None:
+    async def revoke_tokens(self, request: UserRequest) -> None:
         """Revoke every token issued to the caller so far (log out everywhere)."""
-        await users.revoke_tokens(current_user.id)
+        await users.revoke_tokens(request.user.id)
 
 
 class UserController(Controller):
@@ -81,9 +81,9 @@ class UserController(Controller):
     return_dto = UserReadDTO
 
     @get("/me")
-    async def get_me(self, current_user: CurrentUser) -> User:
+    async def get_me(self, request: UserRequest) -> User:
         """The authenticated user."""
-        return await users.get_user(current_user.id)
+        return await users.get_user(request.user.id)
 
 
 async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.dto import DTOData
 from litestar.params import JSONBody
 
-from app.auth import Principal
 from app.controllers.params import (
-    CurrentUser,
     IdempotencyKeyHeader,
     IfMatch,
     Limit,
     ObjectId,
     Offset,
+    UserRequest,
     created,
     expected_version,
     idempotency,
@@ -33,48 +30,47 @@ class CommentController(Controller):
 
     @get("/tasks/{task_id:int}/comments")
     async def list_comments(
-        self, current_user: CurrentUser, task_id: ObjectId, limit: Limit = 20, offset: Offset = 0
+        self, request: UserRequest, task_id: ObjectId, limit: Limit = 20, offset: Offset = 0
     ) -> Page[Comment]:
         """A task's comments, oldest first."""
-        items, total = await comments.list_comments(current_user.id, task_id, limit=limit, offset=offset)
+        items, total = await comments.list_comments(request.user.id, task_id, limit=limit, offset=offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @post("/tasks/{task_id:int}/comments", dto=CommentCreateDTO)
     async def create_comment(
         self,
-        request: Request[Principal, Any, Any],
-        current_user: CurrentUser,
+        request: UserRequest,
         task_id: ObjectId,
         data: JSONBody[DTOData[Comment]],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Comment]:
         """Comment on a task."""
         comment, replayed = await comments.create_comment(
-            current_user.id, task_id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
+            request.user.id, task_id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
         )
         return created(request, comment, f"/api/v1/comments/{comment.id}", comment.version, replayed)
 
     @get("/comments/{comment_id:int}")
-    async def get_comment(self, current_user: CurrentUser, comment_id: ObjectId) -> Response[Comment]:
+    async def get_comment(self, request: UserRequest, comment_id: ObjectId) -> Response[Comment]:
         """One comment."""
-        comment = await comments.get_comment(current_user.id, comment_id)
+        comment = await comments.get_comment(request.user.id, comment_id)
         return with_etag(comment, comment.version)
 
     @patch("/comments/{comment_id:int}", dto=CommentPatchDTO)
     async def update_comment(
         self,
-        current_user: CurrentUser,
+        request: UserRequest,
         comment_id: ObjectId,
         data: JSONBody[DTOData[Comment]],
         if_match: IfMatch = None,
     ) -> Response[Comment]:
         """Edit a comment; honours If-Match."""
         comment = await comments.update_comment(
-            current_user.id, comment_id, data.as_builtins(), expected_version=expected_version(if_match)
+            request.user.id, comment_id, data.as_builtins(), expected_version=expected_version(if_match)
         )
         return with_etag(comment, comment.version)
 
     @delete("/comments/{comment_id:int}")
-    async def delete_comment(self, current_user: CurrentUser, comment_id: ObjectId, if_match: IfMatch = None) -> None:
+    async def delete_comment(self, request: UserRequest, comment_id: ObjectId, if_match: IfMatch = None) -> None:
         """Delete a comment; honours If-Match."""
-        await comments.delete_comment(current_user.id, comment_id, expected_version=expected_version(if_match))
+        await comments.delete_comment(request.user.id, comment_id, expected_version=expected_version(if_match))

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.dto import DTOData
 from litestar.params import JSONBody
 
-from app.auth import Principal
 from app.controllers.params import (
-    CurrentUser,
     IdempotencyKeyHeader,
     IfMatch,
     Limit,
     ObjectId,
     Offset,
     Sort,
+    UserRequest,
     created,
     expected_version,
     idempotency,
@@ -35,43 +32,42 @@ class LabelController(Controller):
 
     @get("/")
     async def list_labels(
-        self, current_user: CurrentUser, sort: Sort = None, limit: Limit = 20, offset: Offset = 0
+        self, request: UserRequest, sort: Sort = None, limit: Limit = 20, offset: Offset = 0
     ) -> Page[Label]:
         """The caller's labels. Sort by name, created_at, id (default name)."""
-        items, total = await labels.list_labels(current_user.id, sort=sort, limit=limit, offset=offset)
+        items, total = await labels.list_labels(request.user.id, sort=sort, limit=limit, offset=offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @post("/", dto=LabelCreateDTO, responses=problem_responses(409))
     async def create_label(
         self,
-        request: Request[Principal, Any, Any],
-        current_user: CurrentUser,
+        request: UserRequest,
         data: JSONBody[DTOData[Label]],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Label]:
         """Create a label; names are unique per user, case-insensitively (409)."""
         label, replayed = await labels.create_label(
-            current_user.id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
+            request.user.id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
         )
         return created(request, label, f"{self.path}/{label.id}", label.version, replayed)
 
     @get("/{label_id:int}")
-    async def get_label(self, current_user: CurrentUser, label_id: ObjectId) -> Response[Label]:
+    async def get_label(self, request: UserRequest, label_id: ObjectId) -> Response[Label]:
         """One label."""
-        label = await labels.get_label(current_user.id, label_id)
+        label = await labels.get_label(request.user.id, label_id)
         return with_etag(label, label.version)
 
     @patch("/{label_id:int}", dto=LabelPatchDTO, responses=problem_responses(409))
     async def update_label(
-        self, current_user: CurrentUser, label_id: ObjectId, data: JSONBody[DTOData[Label]], if_match: IfMatch = None
+        self, request: UserRequest, label_id: ObjectId, data: JSONBody[DTOData[Label]], if_match: IfMatch = None
     ) -> Response[Label]:
         """Rename or recolour a label; honours If-Match."""
         label = await labels.update_label(
-            current_user.id, label_id, data.as_builtins(), expected_version=expected_version(if_match)
+            request.user.id, label_id, data.as_builtins(), expected_version=expected_version(if_match)
         )
         return with_etag(label, label.version)
 
     @delete("/{label_id:int}")
-    async def delete_label(self, current_user: CurrentUser, label_id: ObjectId, if_match: IfMatch = None) -> None:
+    async def delete_label(self, request: UserRequest, label_id: ObjectId, if_match: IfMatch = None) -> None:
         """Delete a label; it is detached from its tasks. Honours If-Match."""
-        await labels.delete_label(current_user.id, label_id, expected_version=expected_version(if_match))
+        await labels.delete_label(request.user.id, label_id, expected_version=expected_version(if_match))

@@ -6,7 +6,6 @@ import re
 from typing import Annotated, Any, TypeVar
 
 from litestar import Request, Response
-from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from app.auth import Principal
@@ -17,7 +16,10 @@ T = TypeVar("T")
 
 MAX_ID = 2_147_483_647
 
-CurrentUser = NamedDependency[Principal]
+# A request whose ``user`` is the authenticated caller (set by app.auth's middleware). Handlers
+# read ``request.user.id``: resolving it as a dependency instead cost about 20 us per request
+# (a GET is about 450 us of CPU), measured in-process against bench/raw_app.py.
+UserRequest = Request[Principal, Any, Any]
 
 ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Object id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size, 1..100")]
@@ -55,7 +57,7 @@ def expected_version(if_match: str | None) -> int | None:
     return version if version <= MAX_ID else 0
 
 
-async def idempotency(request: Request[Principal, Any, Any], key: str | None) -> Idempotency | None:
+async def idempotency(request: UserRequest, key: str | None) -> Idempotency | None:
     """The request's Idempotency-Key with a fingerprint of its method, path and body."""
     if key is None:
         return None
@@ -75,7 +77,7 @@ def mark_replayed(request: Request[Any, Any, Any], replayed: bool) -> None:
         request.state[REPLAYED_STATE_KEY] = True
 
 
-def created(request: Request[Any, Any, Any], obj: T, location: str, version: int, replayed: bool) -> Response[T]:
+def created(request: UserRequest, obj: T, location: str, version: int, replayed: bool) -> Response[T]:
     """201 with Location and ETag; a replay is flagged for the Idempotent-Replayed header."""
     mark_replayed(request, replayed)
     return Response(obj, status_code=201, headers={"Location": location, **etag(version)})

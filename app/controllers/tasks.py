@@ -6,20 +6,19 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.dto import DTOData
 from litestar.params import JSONBody, QueryParameter
 
-from app.auth import Principal
 from app.controllers.params import (
     MAX_ID,
-    CurrentUser,
     IdempotencyKeyHeader,
     IfMatch,
     Limit,
     ObjectId,
     Offset,
     Sort,
+    UserRequest,
     created,
     expected_version,
     idempotency,
@@ -56,7 +55,7 @@ class TaskController(Controller):
     @get("/")
     async def list_tasks(
         self,
-        current_user: CurrentUser,
+        request: UserRequest,
         project_id: QueryId = None,
         inbox: Annotated[bool | None, QueryParameter(description="true: only tasks without a project")] = None,
         parent_id: QueryId = None,
@@ -96,7 +95,7 @@ class TaskController(Controller):
         )
         use_cursor = paginate == "cursor"
         page = await tasks.list_tasks(
-            current_user.id, filters, sort=sort, limit=limit, offset=offset, cursor=cursor, use_cursor=use_cursor
+            request.user.id, filters, sort=sort, limit=limit, offset=offset, cursor=cursor, use_cursor=use_cursor
         )
         if use_cursor or cursor is not None:
             return FlexPage(items=page.items, limit=limit, next_cursor=page.next_cursor)
@@ -105,43 +104,41 @@ class TaskController(Controller):
     @post("/", dto=TaskCreateDTO, responses=problem_responses(422))
     async def create_task(
         self,
-        request: Request[Principal, Any, Any],
-        current_user: CurrentUser,
+        request: UserRequest,
         data: JSONBody[DTOData[Task]],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Task]:
         """Create a task (or a subtask with parent_id); label_ids attaches labels."""
         task, replayed = await tasks.create_task(
-            current_user.id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
+            request.user.id, data.as_builtins(), idempotency=await idempotency(request, idempotency_key)
         )
         return created(request, task, f"{self.path}/{task.id}", task.version, replayed)
 
     @get("/{task_id:int}")
-    async def get_task(self, current_user: CurrentUser, task_id: ObjectId) -> Response[Task]:
+    async def get_task(self, request: UserRequest, task_id: ObjectId) -> Response[Task]:
         """One task with its labels."""
-        task = await tasks.get_task(current_user.id, task_id)
+        task = await tasks.get_task(request.user.id, task_id)
         return with_etag(task, task.version)
 
     @patch("/{task_id:int}", dto=TaskPatchDTO, responses=problem_responses(422))
     async def update_task(
-        self, current_user: CurrentUser, task_id: ObjectId, data: JSONBody[DTOData[Task]], if_match: IfMatch = None
+        self, request: UserRequest, task_id: ObjectId, data: JSONBody[DTOData[Task]], if_match: IfMatch = None
     ) -> Response[Task]:
         """Change some fields; label_ids replaces the whole set. Honours If-Match."""
         task = await tasks.update_task(
-            current_user.id, task_id, data.as_builtins(), expected_version=expected_version(if_match)
+            request.user.id, task_id, data.as_builtins(), expected_version=expected_version(if_match)
         )
         return with_etag(task, task.version)
 
     @delete("/{task_id:int}")
-    async def delete_task(self, current_user: CurrentUser, task_id: ObjectId, if_match: IfMatch = None) -> None:
+    async def delete_task(self, request: UserRequest, task_id: ObjectId, if_match: IfMatch = None) -> None:
         """Delete a task with its subtasks and comments. Honours If-Match."""
-        await tasks.delete_task(current_user.id, task_id, expected_version=expected_version(if_match))
+        await tasks.delete_task(request.user.id, task_id, expected_version=expected_version(if_match))
 
     @post("/bulk", dto=None, status_code=201, responses=problem_responses(422))
     async def create_tasks(
         self,
-        request: Request[Principal, Any, Any],
-        current_user: CurrentUser,
+        request: UserRequest,
         data: JSONBody[TaskBulkCreate],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Items[Task]:
@@ -150,7 +147,7 @@ class TaskController(Controller):
         if errors:
             raise InvalidItemsError("Some tasks are invalid; nothing was created", errors=errors)
         items, replayed = await tasks.create_tasks(
-            current_user.id,
+            request.user.id,
             [struct_changes(body) for body in bodies],
             idempotency=await idempotency(request, idempotency_key),
         )
@@ -158,9 +155,7 @@ class TaskController(Controller):
         return Items(items=items)
 
     @patch("/bulk", dto=None, responses=problem_responses(404, 422))
-    async def update_tasks(
-        self, request: Request[Principal, Any, Any], current_user: CurrentUser, data: JSONBody[TaskBulkPatch]
-    ) -> Items[Task]:
+    async def update_tasks(self, request: UserRequest, data: JSONBody[TaskBulkPatch]) -> Items[Task]:
         """Apply one partial change to up to 100 tasks, all or nothing; a foreign id gives 404."""
         if bad := _non_integer_ids(await request.body()):
             raise InvalidBodyError("ids must be integers; nothing was changed", errors=bad)
@@ -171,7 +166,7 @@ class TaskController(Controller):
                 error.pop("index", None)
             raise InvalidBodyError("The changes are invalid; nothing was changed", errors=errors)
         try:
-            items = await tasks.update_tasks(current_user.id, data.ids, struct_changes(bodies[0]))
+            items = await tasks.update_tasks(request.user.id, data.ids, struct_changes(bodies[0]))
         except InvalidFieldError as exc:
             # The service names the field of one task's changes; in this body it sits under "changes".
             for error in exc.errors or []:
