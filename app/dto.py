@@ -168,6 +168,8 @@ class _Backend(DTOCodegenBackend):
         return super().encode_data(_values(data))
 
     def parse_raw(self, raw: bytes, asgi_connection: ASGIConnection) -> Any:
+        if any(suspect in raw for suspect in SUSPECT_BYTES) and (errors := _body_errors(raw, self.transfer_model_type)):
+            raise ValidationException(detail="The request body is not valid", extra=errors)
         try:
             # Strict, unlike Litestar's default: "1" is not an integer, "true" not a boolean.
             return decode_json(
@@ -181,6 +183,24 @@ class _Backend(DTOCodegenBackend):
                 detail="The request body is not valid",
                 extra=_body_errors(raw, self.transfer_model_type) or [{"message": str(exc), "key": "body"}],
             ) from exc
+
+
+# Values msgspec accepts but PostgreSQL refuses: text holding NUL, which JSON can only write as
+# \u0000, and datetimes that leave Python's range when converted to UTC, which only years 0001
+# and 9999 can. A body holding neither byte pattern skips the field-by-field check.
+SUSPECT_BYTES = (b"\\u0000", b'"0001-', b'"9999-')
+
+
+def _storable(value: Any) -> str | None:
+    """Why PostgreSQL would refuse a decoded value, or None."""
+    if isinstance(value, str) and "\x00" in value:
+        return "Text must not contain NUL (\\u0000) characters"
+    if isinstance(value, dt.datetime):
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            return "Datetime out of range"
+    return None
 
 
 def _body_errors(raw: bytes, struct: type[msgspec.Struct]) -> list[dict[str, str]]:
@@ -203,9 +223,12 @@ def _body_errors(raw: bytes, struct: type[msgspec.Struct]) -> list[dict[str, str
                 errors.append({"key": name, "message": "Field required"})
             continue
         try:
-            msgspec.convert(body[name], field.type, strict=True)
+            value = msgspec.convert(body[name], field.type, strict=True)
         except msgspec.ValidationError as exc:
             errors.append({"key": name, "message": str(exc).split(" - at ")[0]})
+            continue
+        if refused := _storable(value):
+            errors.append({"key": name, "message": refused})
     return errors
 
 

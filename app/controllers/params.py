@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, TypeVar
 
@@ -15,6 +16,7 @@ from app.services.idempotency import Idempotency
 T = TypeVar("T")
 
 MAX_ID = 2_147_483_647
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 # A request whose ``user`` is the authenticated caller (set by app.auth's middleware). Handlers
 # read ``request.user.id``: resolving it as a dependency instead cost about 20 us per request
@@ -62,6 +64,16 @@ async def idempotency(request: UserRequest, key: str | None) -> Idempotency | No
     if key is None:
         return None
     return Idempotency.for_request(key, request.method, request.url.path, await request.body())
+
+
+def storable_time(name: str, value: dt.datetime | None) -> dt.datetime | None:
+    """A query datetime PostgreSQL can compare with: one that stays in range in UTC."""
+    if value is not None:
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            raise BadParameterError(name, "Datetime out of range") from None
+    return value
 
 
 def etag(version: int) -> dict[str, str]:

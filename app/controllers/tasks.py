@@ -12,6 +12,7 @@ from litestar.params import JSONBody, QueryParameter
 
 from app.controllers.params import (
     MAX_ID,
+    NO_NUL,
     IdempotencyKeyHeader,
     IfMatch,
     Limit,
@@ -23,6 +24,7 @@ from app.controllers.params import (
     expected_version,
     idempotency,
     mark_replayed,
+    storable_time,
     with_etag,
 )
 from app.dto import (
@@ -65,7 +67,9 @@ class TaskController(Controller):
         due_before: QueryTime = None,
         due_after: QueryTime = None,
         overdue: Annotated[bool | None, QueryParameter(description="true: due in the past and not done")] = None,
-        q: Annotated[str | None, QueryParameter(max_length=200, description="Words that must all appear")] = None,
+        q: Annotated[
+            str | None, QueryParameter(max_length=200, pattern=NO_NUL, description="Words that must all appear")
+        ] = None,
         sort: Sort = None,
         limit: Limit = 20,
         offset: Offset = 0,
@@ -88,8 +92,8 @@ class TaskController(Controller):
             status=status or (),
             priority=priority or (),
             label_id=label_id or (),
-            due_before=due_before,
-            due_after=due_after,
+            due_before=storable_time("due_before", due_before),
+            due_after=storable_time("due_after", due_after),
             overdue=overdue,
             q=q,
         )

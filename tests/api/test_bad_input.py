@@ -317,25 +317,63 @@ async def test_out_of_range_path_ids_are_400(client, alice):
             assert_problem(await client.get(url, headers=alice.headers), 400, name)
 
 
-async def test_nul_characters_are_400_and_not_stored(client, alice, seeded, unchanged):
-    for method, url, body in (
-        ("POST", "/api/v1/projects", {"name": "a\u0000b"}),
-        ("PATCH", f"/api/v1/projects/{seeded['project']['id']}", {"description": "\u0000"}),
-        ("POST", "/api/v1/labels", {"name": "\u0000"}),
-        ("POST", "/api/v1/tasks", {"title": "nul\u0000"}),
-        ("POST", f"/api/v1/tasks/{seeded['task']['id']}/comments", {"body": "\u0000"}),
+async def test_nul_characters_are_400_naming_the_field_and_not_stored(client, alice, seeded, unchanged):
+    task_id = seeded["task"]["id"]
+    for method, url, body, status, field in (
+        ("POST", "/api/v1/projects", {"name": "a\u0000b"}, 400, "name"),
+        ("PATCH", f"/api/v1/projects/{seeded['project']['id']}", {"description": "\u0000"}, 400, "description"),
+        ("POST", "/api/v1/labels", {"name": "\u0000"}, 400, "name"),
+        ("POST", "/api/v1/tasks", {"title": "nul\u0000"}, 400, "title"),
+        ("PATCH", f"/api/v1/tasks/{task_id}", {"title": "ok", "description": "x\u0000"}, 400, "description"),
+        ("POST", f"/api/v1/tasks/{task_id}/comments", {"body": "\u0000"}, 400, "body"),
+        # Bulk items are 422 naming the item (SPEC); the bulk PATCH's one change set is the body.
+        ("POST", "/api/v1/tasks/bulk", {"tasks": [{"title": "ok"}, {"title": "\u0000"}]}, 422, "tasks[1].title"),
+        ("PATCH", "/api/v1/tasks/bulk", {"ids": [task_id], "changes": {"title": "\u0000"}}, 400, "changes.title"),
     ):
         response = await client.request(method, url, json=body, headers=alice.headers)
-        problem = assert_problem(response, 400)
-        assert "NUL" in problem["detail"]
+        problem = assert_problem(response, status, field, case=body)
+        assert [e["field"] for e in problem["errors"]] == [field], problem
+        assert "NUL" in problem["errors"][0]["message"], problem
     search = await client.get("/api/v1/tasks", params={"q": "a\u0000"}, headers=alice.headers)
-    assert_problem(search, 400)
+    assert_problem(search, 400, "q")
 
 
-async def test_datetimes_beyond_the_database_range_are_400(client, alice, seeded, unchanged):
-    for due_at in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+async def test_a_backslash_u0000_in_text_is_stored_as_written(client, alice):
+    # Only a real NUL is refused: the six characters \u0000 are ordinary text.
+    response = await client.post("/api/v1/tasks", json={"title": "C:\\u0000dir"}, headers=alice.headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["title"] == "C:\\u0000dir"
+
+
+FAR_DATETIMES = ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00")
+
+
+async def test_datetimes_beyond_the_database_range_are_400_naming_the_field(client, alice, seeded, unchanged):
+    task_id = seeded["task"]["id"]
+    for due_at in FAR_DATETIMES:
+        for method, url, body, status, field in (
+            ("POST", "/api/v1/tasks", {"title": "x", "due_at": due_at}, 400, "due_at"),
+            ("PATCH", f"/api/v1/tasks/{task_id}", {"due_at": due_at}, 400, "due_at"),
+            ("POST", "/api/v1/tasks/bulk", {"tasks": [{"title": "x", "due_at": due_at}]}, 422, "tasks[0].due_at"),
+            ("PATCH", "/api/v1/tasks/bulk", {"ids": [task_id], "changes": {"due_at": due_at}}, 400, "changes.due_at"),
+        ):
+            response = await client.request(method, url, json=body, headers=alice.headers)
+            problem = assert_problem(response, status, field, case=body)
+            assert "range" in problem["errors"][0]["message"], problem
+        for param in ("due_before", "due_after"):
+            response = await client.get("/api/v1/tasks", params={param: due_at}, headers=alice.headers)
+            assert_problem(response, 400, param)
+
+
+async def test_datetimes_near_the_ends_of_the_range_are_stored(client, alice):
+    # Years 0001 and 9999 are fine while they stay in range in UTC.
+    for due_at, stored in (
+        ("9999-12-31T00:00:00+01:00", "9999-12-30T23:00:00Z"),
+        ("0001-01-01T12:00:00+00:00", "0001-01-01T12:00:00Z"),
+    ):
         response = await client.post("/api/v1/tasks", json={"title": "x", "due_at": due_at}, headers=alice.headers)
-        assert_problem(response, 400)
+        assert response.status_code == 201, response.text
+        assert response.json()["due_at"] == stored
 
 
 async def test_bad_headers_are_400_naming_them(client, alice, seeded, unchanged):
