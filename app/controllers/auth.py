@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import JSONBody
 
 from app.auth import issue_token
@@ -21,6 +23,36 @@ from app.tables import User
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, msgspec.Meta(max_length=320)]
     password: Annotated[str, msgspec.Meta(max_length=128)]
+
+
+def _credentials_schema(user_field: str, *, closed: bool) -> OpenAPIMediaType:
+    return OpenAPIMediaType(
+        schema=Schema(
+            type=OpenAPIType.OBJECT,
+            additional_properties=False if closed else None,
+            required=[user_field, "password"],
+            properties={
+                user_field: Schema(type=OpenAPIType.STRING, max_length=320, description="The account's email"),
+                "password": Schema(type=OpenAPIType.STRING, max_length=128),
+            },
+        )
+    )
+
+
+@dataclass
+class TokenOperation(Operation):
+    """The token endpoint reads its body by hand (JSON or the OAuth2 password form), so Litestar
+    cannot infer it: the OpenAPI request body is declared here."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            content={
+                "application/json": _credentials_schema("email", closed=True),
+                # OAuth2 clients also send grant_type, scope and client fields: they are ignored.
+                RequestEncodingType.URL_ENCODED.value: _credentials_schema("username", closed=False),
+            },
+        )
 
 
 class TokenResponse(msgspec.Struct):
@@ -51,6 +83,7 @@ class AuthController(Controller):
         status_code=200,
         opt={"exclude_from_auth": True, "accept_form": True},
         security=[{}],
+        operation_class=TokenOperation,
         # The body is read by hand (JSON or the OAuth2 form), so these are not inferred.
         responses=problem_responses(400, 401, 413, 415),
     )

@@ -157,6 +157,17 @@ async def test_public_operations_need_no_token_in_the_docs(openapi):
     assert openapi["security"] == [{"BearerToken": []}]
 
 
+async def test_token_request_body_is_documented_for_json_and_the_oauth2_form(openapi):
+    body = openapi["paths"]["/api/v1/auth/token"]["post"]["requestBody"]
+    assert body["required"] is True
+    for media_type, user_field in (("application/json", "email"), ("application/x-www-form-urlencoded", "username")):
+        schema = body["content"][media_type]["schema"]
+        assert schema["type"] == "object"
+        assert sorted(schema["required"]) == sorted([user_field, "password"])
+        assert schema["properties"][user_field]["type"] == "string"
+        assert schema["properties"]["password"]["maxLength"] == 128
+
+
 async def test_openapi_never_mentions_password_hashes_or_owners(openapi):
     text = json.dumps(openapi)
     assert "password_hash" not in text
