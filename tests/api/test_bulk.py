@@ -17,21 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.problems import assert_problem
 from tests.conftest import count_rows
 
 API = "/api/v1"
 BULK = f"{API}/tasks/bulk"
-PROBLEM = "application/problem+json"
-
-
-def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 def _fields(body: dict[str, Any]) -> set[str]:
@@ -103,7 +93,7 @@ async def test_bulk_create_takes_one_hundred_tasks(client, alice):
 @pytest.mark.parametrize("count", [0, 101])
 async def test_bulk_create_of_zero_or_more_than_one_hundred_is_400(client, alice, count):
     response = await client.post(BULK, json={"tasks": [{"title": "t"}] * count}, headers=alice.headers)
-    body = _assert_problem(response, 400)
+    body = assert_problem(response, 400)
     assert "tasks" in _fields(body)
     assert await count_rows("task") == 0
 
@@ -114,7 +104,7 @@ async def test_bulk_create_of_zero_or_more_than_one_hundred_is_400(client, alice
     ids=["missing", "not-a-list", "unknown-field", "items-not-objects", "null"],
 )
 async def test_bulk_create_with_a_malformed_envelope_is_400(client, alice, body):
-    _assert_problem(await client.post(BULK, json=body, headers=alice.headers), 400)
+    assert_problem(await client.post(BULK, json=body, headers=alice.headers), 400)
     assert await count_rows("task") == 0
 
 
@@ -139,7 +129,7 @@ async def test_bulk_create_with_one_invalid_item_names_its_index_and_creates_not
         items: list[dict[str, Any]] = [{"title": f"ok {n}", "label_ids": [mine["id"]]} for n in range(5)]
         items[3] = bad
         response = await client.post(BULK, json={"tasks": items}, headers=alice.headers)
-        body = _assert_problem(response, 422)
+        body = assert_problem(response, 422)
         assert body["errors"] == [
             {"field": f"tasks[3].{field}", "index": 3, "message": body["errors"][0]["message"]}
         ], field
@@ -149,7 +139,7 @@ async def test_bulk_create_with_one_invalid_item_names_its_index_and_creates_not
 
 async def test_bulk_create_names_every_invalid_item(client, alice):
     items = [{"title": "ok"}, {"title": ""}, {"title": "ok"}, {"title": "t", "status": "nope"}, {}]
-    body = _assert_problem(await client.post(BULK, json={"tasks": items}, headers=alice.headers), 422)
+    body = assert_problem(await client.post(BULK, json={"tasks": items}, headers=alice.headers), 422)
     assert _fields(body) == {"tasks[1].title", "tasks[3].status", "tasks[4].title"}
     assert {e["index"] for e in body["errors"]} == {1, 3, 4}
     assert await count_rows("task") == 0
@@ -167,7 +157,7 @@ async def test_bulk_create_of_subtasks_of_an_existing_task(client, alice):
 
 async def test_bulk_create_needs_a_token(client):
     response = await client.post(BULK, json={"tasks": [{"title": "t"}]})
-    _assert_problem(response, 401)
+    assert_problem(response, 401)
     assert await count_rows("task") == 0
 
 
@@ -195,7 +185,7 @@ async def test_bulk_patch_changes_every_task_and_bumps_versions(client, alice):
     stale = await client.patch(
         f"{API}/tasks/{first['id']}", json={"title": "late"}, headers={**alice.headers, "If-Match": '"1"'}
     )
-    _assert_problem(stale, 412)
+    assert_problem(stale, 412)
     assert stale.headers["etag"] == '"2"'
 
 
@@ -248,7 +238,7 @@ async def test_bulk_patch_with_another_users_task_is_404_naming_it_and_changes_n
         response = await client.patch(
             BULK, json={"ids": ids, "changes": {"title": "hijacked", "label_ids": [label["id"]]}}, headers=alice.headers
         )
-        body = _assert_problem(response, 404)
+        body = assert_problem(response, 404)
         assert str(foreign) in body["detail"]
     for task in mine:
         assert await _get(client, alice, task["id"]) == task
@@ -277,7 +267,7 @@ async def test_bulk_patch_with_invalid_changes_is_400_naming_the_field(client, a
     response = await client.patch(
         BULK, json={"ids": [t["id"] for t in tasks], "changes": {"position": 7, **changes}}, headers=alice.headers
     )
-    body = _assert_problem(response, 400)
+    body = assert_problem(response, 400)
     assert _fields(body) == {field}
     for task in tasks:
         assert await _get(client, alice, task["id"]) == task
@@ -295,7 +285,7 @@ async def test_bulk_patch_with_a_foreign_reference_is_422_and_changes_nothing(cl
         ({"title": "moved", "parent_id": 999_999}, "changes.parent_id"),
     ):
         response = await client.patch(BULK, json={"ids": ids, "changes": changes}, headers=alice.headers)
-        body = _assert_problem(response, 422)
+        body = assert_problem(response, 422)
         assert _fields(body) == {field}, body
         for task in tasks:
             assert await _get(client, alice, task["id"]) == task
@@ -308,7 +298,7 @@ async def test_bulk_patch_cannot_make_a_task_its_own_ancestor(client, alice):
     response = await client.patch(
         BULK, json={"ids": [parent["id"]], "changes": {"parent_id": child["id"]}}, headers=alice.headers
     )
-    _assert_problem(response, 422)
+    assert_problem(response, 422)
     assert await _get(client, alice, parent["id"]) == parent
 
 
@@ -328,7 +318,7 @@ async def test_bulk_patch_cannot_make_a_task_its_own_ancestor(client, alice):
 )
 async def test_bulk_patch_with_a_malformed_envelope_is_400(client, alice, body):
     task = await _task(client, alice)
-    _assert_problem(await client.patch(BULK, json=body, headers=alice.headers), 400)
+    assert_problem(await client.patch(BULK, json=body, headers=alice.headers), 400)
     assert await _get(client, alice, task["id"]) == task
 
 

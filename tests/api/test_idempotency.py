@@ -31,10 +31,10 @@ import pytest
 
 from app.services.idempotency import purge_expired_keys
 from app.settings import get_settings
+from tests.api.problems import assert_problem
 from tests.conftest import count_rows
 
 API = "/api/v1"
-PROBLEM = "application/problem+json"
 REPLAYED = "idempotent-replayed"
 KINDS = ["project", "label", "task", "comment", "bulk"]
 
@@ -83,14 +83,9 @@ def _keyed(user: Any, key: str) -> dict[str, str]:
 
 
 def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == PROBLEM
+    """A problem answer, never flagged as a replay."""
     assert REPLAYED not in response.headers
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body
+    return assert_problem(response, status)
 
 
 def _assert_replay_of(replay: httpx.Response, first: httpx.Response) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.problems import assert_problem
 from tests.conftest import count_rows
 
 API = "/api/v1"
-PROBLEM = "application/problem+json"
 KINDS = ["project", "label", "task", "comment"]
 
 
@@ -58,16 +58,6 @@ async def _make(client: httpx.AsyncClient, user: Any, kind: str, value: str = "f
     assert response.status_code == 201, response.text
     path = f"{API}/{kind}s/{response.json()['id']}"
     return Made(kind, path, response, field)
-
-
-def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 async def _current(client: httpx.AsyncClient, user: Any, made: Made) -> dict[str, Any]:
@@ -110,7 +100,7 @@ async def test_version_is_read_only_on_create(client, alice, kind):
     before = await count_rows(TABLES[kind])
     url = made.path.rsplit("/", 1)[0] if kind != "comment" else f"{API}/tasks/{made.body['task_id']}/comments"
     response = await client.post(url, json={made.field: "x", "version": 7}, headers=alice.headers)
-    body = _assert_problem(response, 400)
+    body = assert_problem(response, 400)
     assert "version" in {e["field"] for e in body.get("errors", [])}
     assert await count_rows(TABLES[kind]) == before
 
@@ -118,7 +108,7 @@ async def test_version_is_read_only_on_create(client, alice, kind):
 async def test_version_is_read_only_on_patch(client, alice, kind):
     made = await _make(client, alice, kind)
     response = await client.patch(made.path, json={made.field: "changed", "version": 9}, headers=alice.headers)
-    body = _assert_problem(response, 400)
+    body = assert_problem(response, 400)
     assert "version" in {e["field"] for e in body.get("errors", [])}
     current = await _current(client, alice, made)
     assert current["version"] == 1
@@ -129,7 +119,7 @@ async def test_stale_if_match_on_patch_is_412_with_current_etag_and_writes_nothi
     made = await _make(client, alice, kind)
     assert (await client.patch(made.path, json={made.field: "second"}, headers=alice.headers)).status_code == 200
     stale = await client.patch(made.path, json={made.field: "lost"}, headers={**alice.headers, "If-Match": '"1"'})
-    _assert_problem(stale, 412)
+    assert_problem(stale, 412)
     assert stale.headers["etag"] == '"2"'
     current = await _current(client, alice, made)
     assert current["version"] == 2
@@ -140,7 +130,7 @@ async def test_stale_if_match_on_delete_is_412_with_current_etag_and_deletes_not
     made = await _make(client, alice, kind)
     assert (await client.patch(made.path, json={made.field: "second"}, headers=alice.headers)).status_code == 200
     stale = await client.delete(made.path, headers={**alice.headers, "If-Match": '"1"'})
-    _assert_problem(stale, 412)
+    assert_problem(stale, 412)
     assert stale.headers["etag"] == '"2"'
     assert (await _current(client, alice, made))["version"] == 2
     assert await count_rows(TABLES[kind]) == 1
@@ -149,7 +139,7 @@ async def test_stale_if_match_on_delete_is_412_with_current_etag_and_deletes_not
 async def test_a_future_version_is_stale_too(client, alice, kind):
     made = await _make(client, alice, kind)
     response = await client.patch(made.path, json={made.field: "x"}, headers={**alice.headers, "If-Match": '"2"'})
-    _assert_problem(response, 412)
+    assert_problem(response, 412)
     assert response.headers["etag"] == '"1"'
     assert (await _current(client, alice, made))[made.field] == "first"
 
@@ -185,10 +175,10 @@ async def test_without_if_match_the_last_write_wins(client, alice, kind):
 async def test_malformed_if_match_is_400_and_writes_nothing(client, alice, value):
     made = await _make(client, alice, "task")
     patched = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": value})
-    body = _assert_problem(patched, 400)
+    body = assert_problem(patched, 400)
     assert "If-Match" in {e["field"] for e in body.get("errors", [])}
     deleted = await client.delete(made.path, headers={**alice.headers, "If-Match": value})
-    _assert_problem(deleted, 400)
+    assert_problem(deleted, 400)
     current = await _current(client, alice, made)
     assert current["version"] == 1
     assert current["title"] == "first"
@@ -197,7 +187,7 @@ async def test_malformed_if_match_is_400_and_writes_nothing(client, alice, value
 async def test_an_if_match_over_100_chars_is_400_naming_the_header(client, alice):
     made = await _make(client, alice, "task")
     response = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": "x" * 101})
-    body = _assert_problem(response, 400)
+    body = assert_problem(response, 400)
     assert {e["field"] for e in body["errors"]} == {"If-Match"}
     assert (await _current(client, alice, made))["version"] == 1
 
@@ -206,10 +196,10 @@ async def test_an_if_match_over_100_chars_is_400_naming_the_header(client, alice
 async def test_a_well_formed_version_beyond_any_real_one_is_stale(client, alice, value):
     made = await _make(client, alice, "task")
     patched = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": value})
-    _assert_problem(patched, 412)
+    assert_problem(patched, 412)
     assert patched.headers["etag"] == '"1"'
     deleted = await client.delete(made.path, headers={**alice.headers, "If-Match": value})
-    _assert_problem(deleted, 412)
+    assert_problem(deleted, 412)
     assert deleted.headers["etag"] == '"1"'
     assert (await _current(client, alice, made))["title"] == "first"
 
@@ -231,10 +221,10 @@ async def test_if_match_on_another_users_object_is_404_never_412(client, alice, 
     for version in ('"1"', '"5"', "*"):
         headers = {**bob.headers, "If-Match": version}
         patched = await client.patch(made.path, json={made.field: "bob was here"}, headers=headers)
-        _assert_problem(patched, 404)
+        assert_problem(patched, 404)
         assert "etag" not in patched.headers
         deleted = await client.delete(made.path, headers=headers)
-        _assert_problem(deleted, 404)
+        assert_problem(deleted, 404)
         assert "etag" not in deleted.headers
     current = await _current(client, alice, made)
     assert current["version"] == 1
@@ -245,8 +235,8 @@ async def test_missing_object_with_if_match_is_404(client, alice, kind):
     made = await _make(client, alice, kind)
     missing = made.path.rsplit("/", 1)[0] + "/999999"
     patched = await client.patch(missing, json={made.field: "x"}, headers={**alice.headers, "If-Match": '"1"'})
-    _assert_problem(patched, 404)
-    _assert_problem(await client.delete(missing, headers={**alice.headers, "If-Match": '"1"'}), 404)
+    assert_problem(patched, 404)
+    assert_problem(await client.delete(missing, headers={**alice.headers, "If-Match": '"1"'}), 404)
 
 
 async def test_list_items_carry_their_version(client, alice):
