@@ -191,15 +191,21 @@ class _Backend(DTOCodegenBackend):
 SUSPECT_BYTES = (b"\\u0000", b'"0001-', b'"9999-')
 
 
+def in_utc_range(value: dt.datetime) -> bool:
+    """Whether an aware datetime can be converted to UTC (and so be stored or compared)."""
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def _storable(value: Any) -> str | None:
     """Why PostgreSQL would refuse a decoded value, or None."""
     if isinstance(value, str) and "\x00" in value:
         return "Text must not contain NUL (\\u0000) characters"
-    if isinstance(value, dt.datetime):
-        try:
-            value.astimezone(dt.UTC)
-        except OverflowError:
-            return "Datetime out of range"
+    if isinstance(value, dt.datetime) and not in_utc_range(value):
+        return "Datetime out of range"
     return None
 
 
@@ -233,8 +239,8 @@ def _body_errors(raw: bytes, struct: type[msgspec.Struct]) -> list[dict[str, str
 
 
 # Litestar finds a handler's DTO backends by ``handler_id``, a string it formats anew on every
-# request (the handler's qualified name and its layers' ids): 2-3 % of a GET's CPU, measured
-# in-process. A handler's layers are fixed once the app is built, so its id is kept here.
+# request from the handler's qualified name and its layers' ids (about 2 us). A handler's layers
+# are fixed once the app is built, so its id is kept here.
 _HANDLER_IDS: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
 
 
