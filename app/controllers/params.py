@@ -45,7 +45,7 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
-_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,10})"\s*$')
+_ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
 
 
 def expected_version(if_match: str | None) -> int | None:
@@ -55,9 +55,10 @@ def expected_version(if_match: str | None) -> int | None:
     match = _ETAG.match(if_match)
     if match is None:
         raise BadParameterError("If-Match", 'expected an ETag like "3"', source="header")
-    version = int(match.group(1))
-    # A well-formed tag beyond the column's range can never be current: 0 never matches (412).
-    return version if version <= MAX_ID else 0
+    weak, version = match.group(1), int(match.group(2))
+    # If-Match compares strongly (RFC 9110 13.1.1), so a weak tag never matches, and neither does
+    # a well-formed tag beyond the column's range: 0 is never a current version (412).
+    return 0 if weak or version > MAX_ID else version
 
 
 async def idempotency(request: UserRequest, key: str | None) -> Idempotency | None:

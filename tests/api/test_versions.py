@@ -192,8 +192,9 @@ async def test_an_if_match_over_100_chars_is_400_naming_the_header(client, alice
     assert (await _current(client, alice, made))["version"] == 1
 
 
-@pytest.mark.parametrize("value", ['"2147483648"', '"9999999999"'])
-async def test_a_well_formed_version_beyond_any_real_one_is_stale(client, alice, value):
+@pytest.mark.parametrize("value", ['"2147483648"', '"9999999999"', 'W/"1"'])
+async def test_a_well_formed_version_beyond_any_real_one_or_weak_is_stale(client, alice, value):
+    # A weak tag never matches: If-Match uses the strong comparison (RFC 9110 13.1.1).
     made = await _make(client, alice, "task")
     patched = await client.patch(made.path, json={"title": "x"}, headers={**alice.headers, "If-Match": value})
     assert_problem(patched, 412)
