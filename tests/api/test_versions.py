@@ -298,3 +298,24 @@ async def test_concurrent_deletes_with_the_same_if_match_see_exactly_one_success
     assert statuses == [204] + [404] * 9, [r.text for r in responses]
     assert (await client.get(made.path, headers=alice.headers)).status_code == 404
     assert await count_rows(TABLES[kind]) == 0
+
+
+async def test_renaming_a_label_shows_on_its_tasks_without_making_their_if_match_stale(client, alice):
+    label = await client.post(f"{API}/labels", json={"name": "old"}, headers=alice.headers)
+    assert label.status_code == 201
+    task = await client.post(
+        f"{API}/tasks", json={"title": "t", "label_ids": [label.json()["id"]]}, headers=alice.headers
+    )
+    assert task.status_code == 201
+    renamed = await client.patch(
+        f"{API}/labels/{label.json()['id']}", json={"name": "new"}, headers={**alice.headers, "If-Match": '"1"'}
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.headers["etag"] == '"2"'
+    seen = await client.get(f"{API}/tasks/{task.json()['id']}", headers=alice.headers)
+    assert [item["name"] for item in seen.json()["labels"]] == ["new"]
+    assert seen.headers["etag"] == '"1"'
+    edited = await client.patch(
+        f"{API}/tasks/{task.json()['id']}", json={"title": "u"}, headers={**alice.headers, "If-Match": '"1"'}
+    )
+    assert edited.status_code == 200, edited.text
