@@ -82,9 +82,11 @@ async def lifespan(app: Any) -> asyncio.Queue[dict[str, Any]]:
 
 async def main(args: argparse.Namespace, data: BenchData) -> None:
     os.environ.update(DATABASE_URL=data.db_url, TASKAPI_SECRET_KEY="in-process-" + "x" * 40, TASKAPI_ENV="production")
+    from app.settings import get_settings
+
+    get_settings.cache_clear()  # seeding (password hashing) read the settings before DATABASE_URL was set
     from app.asgi import create_app
     from app.auth import issue_token
-    from app.settings import get_settings
     from bench import raw_app
 
     conn = await asyncpg.connect(data.db_url)
