@@ -191,6 +191,9 @@ class _Backend(DTOCodegenBackend):
 SUSPECT_BYTES = (b"\\u0000", b'"0001-', b'"9999-')
 
 
+NUL_REFUSED = "Text must not contain NUL (\\u0000) characters"
+
+
 def in_utc_range(value: dt.datetime) -> bool:
     """Whether an aware datetime can be converted to UTC (and so be stored or compared)."""
     try:
@@ -203,7 +206,7 @@ def in_utc_range(value: dt.datetime) -> bool:
 def _storable(value: Any) -> str | None:
     """Why PostgreSQL would refuse a decoded value, or None."""
     if isinstance(value, str) and "\x00" in value:
-        return "Text must not contain NUL (\\u0000) characters"
+        return NUL_REFUSED
     if isinstance(value, dt.datetime) and not in_utc_range(value):
         return "Datetime out of range"
     return None

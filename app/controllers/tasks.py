@@ -12,7 +12,6 @@ from litestar.params import JSONBody, QueryParameter
 
 from app.controllers.params import (
     MAX_ID,
-    NO_NUL,
     IdempotencyKeyHeader,
     IfMatch,
     Limit,
@@ -24,6 +23,7 @@ from app.controllers.params import (
     expected_version,
     idempotency,
     mark_replayed,
+    storable_text,
     storable_time,
     with_etag,
 )
@@ -67,9 +67,7 @@ class TaskController(Controller):
         due_before: QueryTime = None,
         due_after: QueryTime = None,
         overdue: Annotated[bool | None, QueryParameter(description="true: due in the past and not done")] = None,
-        q: Annotated[
-            str | None, QueryParameter(max_length=200, pattern=NO_NUL, description="Words that must all appear")
-        ] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200, description="Words that must all appear")] = None,
         sort: Sort = None,
         limit: Limit = 20,
         offset: Offset = 0,
@@ -95,7 +93,7 @@ class TaskController(Controller):
             due_before=storable_time("due_before", due_before),
             due_after=storable_time("due_after", due_after),
             overdue=overdue,
-            q=q,
+            q=storable_text("q", q),
         )
         use_cursor = paginate == "cursor"
         page = await tasks.list_tasks(
