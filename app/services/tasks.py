@@ -261,21 +261,10 @@ def _task_with_labels(record: Any) -> Task:
 # bench/run.py: Piccolo rebuilt each INSERT/UPDATE on every request, and labels cost extra
 # round trips). The SQL is derived from the Task table once and cached by asyncpg as a
 # prepared statement.
-_CASTS = {
-    "owner": "integer",
-    "project": "integer",
-    "parent": "integer",
-    "title": "varchar",
-    "description": "varchar",
-    "status": "varchar",
-    "priority": "integer",
-    "due_at": "timestamptz",
-    "completed_at": "timestamptz",
-    "position": "integer",
-    "created_at": "timestamptz",
-    "updated_at": "timestamptz",
-}
-_INSERTED = tuple(_CASTS)
+# Every column but those the database fills (id, and version from its default), with the SQL
+# type each parameter is cast to, read from the table.
+_INSERTED = tuple(c._meta.db_column_name for c in Task._meta.columns if c._meta.name not in {"id", "version"})
+_CASTS = {c._meta.db_column_name: c.column_type.split("(")[0].lower() for c in Task._meta.columns}
 _RETURNING = ", ".join(f'"{c}"' for c in COLUMNS)
 _INSERTED_LIST = ", ".join(f'"{c}"' for c in _INSERTED)
 # Labels are checked, the task inserted and linked, and the answer returned in one statement;
