@@ -18,6 +18,7 @@ from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
@@ -32,8 +33,9 @@ from app.controllers.labels import LabelController
 from app.controllers.params import REPLAYED_STATE_KEY
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
-from app.db import close_pool, start_pool
+from app.db import RequestDeadline, close_pool, start_pool
 from app.errors import exception_handlers
+from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
 from app.openapi import document_problems
 from app.services.idempotency import purge_expired_keys
 from app.settings import Settings, get_settings
@@ -130,7 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
     )
 
-    app = Litestar(
+    app = TaskapiLitestar(
         route_handlers=[
             HealthController,
             AuthController,
@@ -141,11 +143,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CommentController,
             docs_assets,
         ],
-        middleware=[auth_middleware(settings)],
+        # The deadline is outermost, so it also bounds the token check's database work.
+        middleware=[DefineMiddleware(RequestDeadline, seconds=settings.db_request_timeout), auth_middleware(settings)],
+        cors_config=cors_config(settings),
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         before_request=require_json_body,
-        before_send=[add_replay_header],
+        before_send=[add_replay_header, http_hygiene],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=LoggingConfig(

@@ -7,12 +7,16 @@ import contextlib
 import functools
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from litestar.enums import ScopeType
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("taskapi")
 
@@ -78,7 +82,11 @@ class TaskapiTransaction(PostgresTransaction):
             return exception is None
         healthy = True
         try:
-            if exception:
+            if isinstance(exception, asyncio.CancelledError):
+                # Cut off mid-statement (the request's deadline): a ROLLBACK would wait on the same
+                # unanswering server. Terminating the connection ends the transaction server-side.
+                healthy = False
+            elif exception:
                 if not self._rolled_back:
                     try:
                         await self.rollback()  # type: ignore[no-untyped-call]
@@ -144,6 +152,9 @@ class TaskapiEngine(PostgresEngine):
         connection = await self.acquire()
         try:
             return [await connection.fetch(sql, *args) for sql, args in statements]
+        except asyncio.CancelledError:
+            _drop(connection)
+            raise
         finally:
             await self.release(connection)
 
@@ -173,8 +184,21 @@ class TaskapiEngine(PostgresEngine):
         connection = await self.acquire()
         try:
             return await connection.fetch(query, *(args or []))
+        except asyncio.CancelledError:
+            _drop(connection)
+            raise
         finally:
             await self.release(connection)
+
+
+def _drop(connection: asyncpg.Connection) -> None:
+    """Terminate a connection whose statement was cancelled (a deadline or /ready's timeout).
+
+    Released as it is, asyncpg would first wait for the server to acknowledge the cancellation,
+    up to command_timeout: seconds more of a hung request. The next acquire opens a fresh one.
+    """
+    with contextlib.suppress(Exception):
+        connection.terminate()
 
 
 def make_engine(settings: Settings | None = None) -> TaskapiEngine:
@@ -194,13 +218,22 @@ def get_engine() -> TaskapiEngine:
 
 
 async def start_pool(settings: Settings) -> None:
-    """Open the pool with explicit sizes; Piccolo would otherwise connect per query."""
-    await get_engine().start_connection_pool(
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        max_inactive_connection_lifetime=60.0,
-        reset=keep_session,
-    )
+    """Open the pool with explicit sizes; Piccolo would otherwise connect per query.
+
+    If the database does not answer at start, the pool opens empty (``min_size=0``) instead of
+    failing: requests get 503s until the database is back, then connections open on demand.
+    """
+    engine = get_engine()
+    options: dict[str, Any] = {
+        "max_size": settings.pool_max_size,
+        "max_inactive_connection_lifetime": 60.0,
+        "reset": keep_session,
+    }
+    try:
+        await engine.start_connection_pool(min_size=settings.pool_min_size, **options)
+    except UNAVAILABLE_ERRORS as exc:
+        logger.warning("database not answering at start (%s); serving 503s until it is back", type(exc).__name__)
+        await engine.start_connection_pool(min_size=0, **options)
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:
@@ -223,6 +256,35 @@ async def close_pool() -> None:
 
 def pool_started() -> bool:
     return get_engine().pool is not None
+
+
+class RequestDeadline:
+    """ASGI middleware: one deadline for all of a request's work, database included.
+
+    Each bound below it (connect, pool acquire, statement timeout) holds for one step; a request
+    takes several, and against a hung server (accepting bytes, answering none) they add up. At
+    the deadline the request is cancelled, its connection terminated (never returned to the
+    pool), and the TimeoutError becomes a 503 with Retry-After (UNAVAILABLE_ERRORS). It is longer
+    than DB_STATEMENT_TIMEOUT_MS, so an expensive statement still ends by the statement timeout,
+    not here. Once the answer has started it no longer applies (a streamed body is not cut).
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:  # a websocket has no single answer to bound
+            await self.app(scope, receive, send)
+            return
+        async with asyncio.timeout(self.seconds) as deadline:
+
+            async def send_disarming(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    deadline.reschedule(None)
+                await send(message)
+
+            await self.app(scope, receive, send_disarming)
 
 
 # Errors that mean "the database is not answering", as opposed to a bad query or bad data.

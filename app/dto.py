@@ -35,6 +35,7 @@ from litestar.typing import FieldDefinition
 from piccolo.columns import Column, column_types
 from piccolo.table import Table
 
+from app.services import users
 from app.tables import Comment, Label, Project, Task, User
 
 if TYPE_CHECKING:
@@ -408,8 +409,9 @@ SERVER_SET = {"id", "owner", "version", "created_at", "updated_at"}
 # --------------------------------------------------------------------------------------------
 # Users
 
-EMAIL = Annotated[str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-PASSWORD = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+# Bounds from the users service; it also normalises the email (NFKC) and refuses invisible characters.
+EMAIL = Annotated[str, msgspec.Meta(min_length=3, max_length=users.EMAIL_MAX_LENGTH, pattern=users.EMAIL_PATTERN)]
+PASSWORD = Annotated[str, msgspec.Meta(min_length=users.PASSWORD_MIN_LENGTH, max_length=users.PASSWORD_MAX_LENGTH)]
 
 
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):

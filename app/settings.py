@@ -51,6 +51,12 @@ class Settings:
     # past it the request gets a 503 with Retry-After instead of hanging (app/db.py TaskapiEngine).
     db_acquire_timeout: float = 3.0
     db_statement_timeout_ms: int = 4000
+    # DB_REQUEST_TIMEOUT: seconds a request may take before it starts answering (its database
+    # work in practice); past it, 503 with Retry-After (app/db.py RequestDeadline). Longer than
+    # the statement timeout, so expensive statements end by that bound, not this one.
+    db_request_timeout: float = 4.5
+    # TASKAPI_CORS_ORIGINS: comma-separated origins allowed by CORS; empty means CORS off.
+    cors_origins: tuple[str, ...] = ()
     shutdown_timeout: float = 10.0
     idempotency_ttl_hours: int = 24
     log_level: str = "INFO"
@@ -65,6 +71,8 @@ class Settings:
             raise SettingsError(f"TASKAPI_ENV must be development, production or test, got {self.env!r}")
         if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
             raise SettingsError("DB_POOL_MIN_SIZE must be between 0 and DB_POOL_MAX_SIZE (>= 1)")
+        if self.db_request_timeout * 1000 <= self.db_statement_timeout_ms:
+            raise SettingsError("DB_REQUEST_TIMEOUT (seconds) must be longer than DB_STATEMENT_TIMEOUT_MS")
         if self.is_production:
             if self.secret_key == DEV_SECRET:
                 raise SettingsError(
@@ -91,6 +99,10 @@ def load_settings() -> Settings:
         db_connect_timeout=_float("DB_CONNECT_TIMEOUT", 2.0),
         db_acquire_timeout=_float("DB_ACQUIRE_TIMEOUT", 3.0),
         db_statement_timeout_ms=_int("DB_STATEMENT_TIMEOUT_MS", 4000),
+        db_request_timeout=_float("DB_REQUEST_TIMEOUT", 4.5),
+        cors_origins=tuple(
+            origin.strip() for origin in os.environ.get("TASKAPI_CORS_ORIGINS", "").split(",") if origin.strip()
+        ),
         shutdown_timeout=_float("TASKAPI_SHUTDOWN_TIMEOUT", 10.0),
         idempotency_ttl_hours=_int("TASKAPI_IDEMPOTENCY_TTL_HOURS", 24),
         log_level=os.environ.get("TASKAPI_LOG_LEVEL", "INFO").upper(),

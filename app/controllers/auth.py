@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,19 +11,21 @@ from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.params import JSONBody
 
 from app.auth import issue_token
 from app.controllers.params import UserRequest
 from app.dto import RegisterBody, RegisterDTO, UserReadDTO
+from app.errors import InvalidBodyError
 from app.openapi import problem_responses
 from app.services import users
 from app.tables import User
 
 
 class TokenBody(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=320)]
-    password: Annotated[str, msgspec.Meta(max_length=128)]
+    email: Annotated[str, msgspec.Meta(max_length=users.EMAIL_MAX_LENGTH)]
+    password: Annotated[str, msgspec.Meta(max_length=users.PASSWORD_MAX_LENGTH)]
 
 
 def _credentials_schema(user_field: str, *, closed: bool) -> OpenAPIMediaType:
@@ -32,8 +35,10 @@ def _credentials_schema(user_field: str, *, closed: bool) -> OpenAPIMediaType:
             additional_properties=False if closed else None,
             required=[user_field, "password"],
             properties={
-                user_field: Schema(type=OpenAPIType.STRING, max_length=320, description="The account's email"),
-                "password": Schema(type=OpenAPIType.STRING, max_length=128),
+                user_field: Schema(
+                    type=OpenAPIType.STRING, max_length=users.EMAIL_MAX_LENGTH, description="The account's email"
+                ),
+                "password": Schema(type=OpenAPIType.STRING, max_length=users.PASSWORD_MAX_LENGTH),
             },
         )
     )
@@ -84,6 +89,9 @@ class AuthController(Controller):
         opt={"exclude_from_auth": True, "accept_form": True},
         security=[{}],
         operation_class=TokenOperation,
+        # RFC 6749 5.1: a token answer must not be stored by any cache.
+        cache_control=CacheControlHeader(no_store=True),
+        response_headers=[ResponseHeader(name="Pragma", value="no-cache", description="RFC 6749 5.1")],
         # The body is read by hand (JSON or the OAuth2 form), so these are not inferred.
         responses=problem_responses(400, 401, 413, 415),
     )
@@ -93,7 +101,13 @@ class AuthController(Controller):
         Accepts JSON ``{email, password}`` or the OAuth2 password form (``username``, ``password``).
         """
         email, password = await _credentials(request)
-        user_id, generation = await users.authenticate(email=email, password=password)
+        try:
+            user_id, generation = await users.authenticate(email=email, password=password)
+        except InvalidBodyError as exc:
+            if request.content_type[0] == RequestEncodingType.URL_ENCODED:  # the form names the email username
+                detail = exc.detail.replace("email", "username")
+                raise InvalidBodyError(detail, errors=_renamed(exc.errors)) from None
+            raise
         settings = request.app.state.settings
         token = issue_token(settings, user_id, generation)
         return TokenResponse(
@@ -119,21 +133,40 @@ class UserController(Controller):
         return await users.get_user(request.user.id)
 
 
+_FIELD_PATH = re.compile(r"at `\$\.(\w+)`$")
+
+
+def _renamed(errors: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    return [{**error, "field": "username"} if error.get("field") == "email" else error for error in errors or []]
+
+
 async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
     media_type = request.content_type[0]
     if media_type == RequestEncodingType.URL_ENCODED:
         form = await request.form()
         username, password = form.get("username"), form.get("password")
-        missing = [name for name, value in (("username", username), ("password", password)) if not value]
-        if missing:
-            raise ValidationException(
-                "Invalid input", extra=[{"key": name, "message": "Field required"} for name in missing]
-            )
+        problems = [
+            {"key": name, "message": "Field required"}
+            for name, value in (("username", username), ("password", password))
+            if not value
+        ]
+        # Bounded like the JSON body, so an oversized password is refused before any hashing.
+        for name, value, limit in (
+            ("username", username, users.EMAIL_MAX_LENGTH),
+            ("password", password, users.PASSWORD_MAX_LENGTH),
+        ):
+            if value and len(str(value)) > limit:
+                problems.append({"key": name, "message": f"Expected `str` of length <= {limit}"})
+        if problems:
+            raise ValidationException("Invalid input", extra=problems)
         return str(username), str(password)
     try:
         body = msgspec.json.decode(await request.body(), type=TokenBody)
     except msgspec.ValidationError as exc:
-        raise ValidationException("Invalid input", extra=[{"key": "body", "message": str(exc)}]) from None
+        # msgspec ends its message with the path ("- at `$.password`"): name that field.
+        match = _FIELD_PATH.search(str(exc))
+        field = match.group(1) if match else "body"
+        raise ValidationException("Invalid input", extra=[{"key": field, "message": str(exc)}]) from None
     except msgspec.DecodeError as exc:
         raise ValidationException("Malformed JSON", extra=[{"key": "body", "message": str(exc)}]) from None
     return body.email, body.password

@@ -2,40 +2,86 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from typing import cast
+
 import asyncpg
 
 from app.db import get_engine
-from app.errors import AuthenticationError, ConflictError, NotFoundError
+from app.errors import AuthenticationError, ConflictError, InvalidBodyError, NotFoundError
 from app.passwords import hash_password, verify_password
 from app.services.common import from_row
 from app.tables import User
 
 PUBLIC_COLUMNS = (User.id, User.email, User.display_name, User.created_at)
 
+# The credential bounds, read by the register and token bodies and by this module.
+EMAIL_MAX_LENGTH = cast(int, User.email.length)
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+# Unicode format characters (zero-width space and joiners, bidi marks...) and controls: they
+# would make look-alike accounts, so an email holding one is refused rather than stripped.
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc"})
+
+
+def _email_error(message: str) -> InvalidBodyError:
+    return InvalidBodyError("Invalid input: email", errors=[{"field": "email", "source": "body", "message": message}])
+
+
+def normalize_email(email: str) -> str:
+    """The one form of an email that is stored and looked up: NFKC, then lower-cased.
+
+    NFC/NFD spellings and fullwidth letters of one address are then one account.
+
+    Raises:
+        InvalidBodyError: naming ``email`` when it holds invisible characters.
+    """
+    if any(unicodedata.category(char) in INVISIBLE_CATEGORIES for char in email):
+        raise _email_error("must not contain invisible or control characters")
+    # Lower-casing can leave a sequence NFKC would compose (e.g. U+0130): normalise once more.
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).strip().lower())
+
+
+def _new_email(email: str) -> str:
+    """normalize_email, for an account's email: its normalised form must still be an email."""
+    normalized = normalize_email(email)
+    # NFKC can make a second "@" (U+FE6B) or a longer string (U+FDFA is 18 characters).
+    if len(normalized) > EMAIL_MAX_LENGTH or not re.match(EMAIL_PATTERN, normalized):
+        raise _email_error(f"must be an email address of at most {EMAIL_MAX_LENGTH} characters once normalised")
+    return normalized
+
 
 async def register_user(*, email: str, password: str, display_name: str) -> User:
     """Create a user; the email is unique case-insensitively (409 on a duplicate).
 
     Args:
-        email: the login; stored lower-cased.
+        email: the login; stored normalised (normalize_email).
         password: plain text, hashed here with argon2id and never stored.
         display_name: free text shown to people.
     """
+    email = _new_email(email)  # before hashing: a refused email costs no hash
     password_hash = await hash_password(password)
     try:
-        rows = await User.insert(
-            User(email=email.strip().lower(), password_hash=password_hash, display_name=display_name)
-        ).returning(*PUBLIC_COLUMNS)
+        rows = await User.insert(User(email=email, password_hash=password_hash, display_name=display_name)).returning(
+            *PUBLIC_COLUMNS
+        )
     except asyncpg.UniqueViolationError:
         raise ConflictError("A user with this email already exists") from None
     return from_row(User, rows[0])
 
 
 async def authenticate(*, email: str, password: str) -> tuple[int, int]:
-    """Check credentials; return (user id, token generation). Same 401 for any mismatch."""
+    """Check credentials; return (user id, token generation). Same 401 for any mismatch.
+
+    Raises:
+        InvalidBodyError: the email holds invisible characters (see normalize_email).
+        AuthenticationError: no such account, or the wrong password.
+    """
     row = (
         await User.select(User.id, User.password_hash, User.token_generation)
-        .where(User.email == email.strip().lower())
+        .where(User.email == normalize_email(email))
         .first()
     )
     if not await verify_password(row["password_hash"] if row else None, password) or row is None:
