@@ -37,6 +37,7 @@ from app.db import RequestDeadline, close_pool, start_pool
 from app.errors import exception_handlers
 from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
 from app.openapi import document_problems
+from app.ratelimit import Limiter, rate_limit_middleware
 from app.services.idempotency import purge_expired_keys
 from app.settings import Settings, get_settings
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the application. Settings are validated here, so unsafe production config fails fast."""
     settings = settings or get_settings()
     settings.validate()
+    limiter = Limiter(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -144,9 +146,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             docs_assets,
         ],
         # The deadline is outermost, so it also bounds the token check's database work.
-        middleware=[DefineMiddleware(RequestDeadline, seconds=settings.db_request_timeout), auth_middleware(settings)],
+        middleware=[
+            DefineMiddleware(RequestDeadline, seconds=settings.db_request_timeout),
+            auth_middleware(settings),
+            # Inside authentication: it counts per user, and a refused token costs no count.
+            rate_limit_middleware(limiter),
+        ],
         cors_config=cors_config(settings),
-        lifespan=[lifespan],
+        lifespan=[lifespan, limiter.lifespan],
         exception_handlers=exception_handlers,
         before_request=require_json_body,
         before_send=[add_replay_header, http_hygiene],
@@ -166,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 handler.media_type = MediaType.JSON
     document_problems(app)
     app.state.settings = settings
+    app.state.limiter = limiter
     return app
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 from types import FrameType
 
-from app.settings import PROJECT_ROOT, SettingsError, get_settings
+from app.settings import PROJECT_ROOT, SettingsError, check_listen_address, get_settings
 
 MIGRATION_LOCK_KEY = 0x7A5C_A91  # pg_advisory_lock key shared by every taskapi instance
 
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         settings.validate()
+        if args.command == "serve":
+            check_listen_address(settings, args.host)
     except SettingsError as exc:
         print(f"taskapi: {exc}", file=sys.stderr)
         return 2

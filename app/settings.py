@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import re
+import secrets
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-DEV_SECRET = "taskapi-development-secret-change-me-0123456789"  # noqa: S105 - refused in production
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_LENGTH = 32
+# Beside the embedded data directory, never inside it: PostgreSQL owns that one.
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
 class SettingsError(RuntimeError):
@@ -24,6 +30,71 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A quota: at most ``count`` per ``seconds`` (``count == 0``: not limited)."""
+
+    count: int
+    seconds: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.count > 0
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds}" if self.enabled else "off"
+
+
+_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def _limit(name: str, default: Limit) -> Limit:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() == "off":
+        return Limit(0, default.seconds)
+    match = _LIMIT.match(raw)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise SettingsError(f"{name} must be <count>/<seconds> (both >= 1) or off, e.g. {default}; got {raw!r}")
+    return Limit(int(match.group(1)), int(match.group(2)))
+
+
+def secret_file(data_dir: Path) -> Path:
+    """Where development and test keep their generated signing secret."""
+    return data_dir.parent / SECRET_FILE_NAME
+
+
+def generated_secret(path: Path) -> str:
+    """The secret kept in ``path``, created on first use (random, mode 0600).
+
+    Several workers may start at once: each writes a complete candidate to its own temporary
+    file and links it into place, which fails if the file exists, so every process reads the
+    one winner's secret and nobody ever reads a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(candidate, path)
+        finally:
+            candidate.unlink(missing_ok=True)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SettingsError(
+            f"{path} holds the token-signing secret but other users can access it "
+            f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it, or set TASKAPI_SECRET_KEY"
+        )
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SettingsError(f"{path} holds a secret under {MIN_SECRET_LENGTH} characters; delete it to make a new one")
+    return secret
 
 
 def _float(name: str, default: float) -> float:
@@ -41,7 +112,11 @@ class Settings:
     env: str = "development"
     database_url: str | None = None
     data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".taskapi" / "pgdata")
-    secret_key: str = DEV_SECRET
+    # TASKAPI_SECRET_KEY; without it development and test use generated_secret(secret_file(data_dir)).
+    # Empty means unset: refused by validate(), so no constant in the source can sign a token.
+    secret_key: str = ""
+    # True when secret_key came from TASKAPI_SECRET_KEY (not a generated file).
+    secret_configured: bool = False
     token_ttl_seconds: int = 3600
     pool_min_size: int = 1
     pool_max_size: int = 10
@@ -60,6 +135,19 @@ class Settings:
     shutdown_timeout: float = 10.0
     idempotency_ttl_hours: int = 24
     log_level: str = "INFO"
+    # Rate limits (app/ratelimit.py): authenticated requests per user, the other requests per
+    # client address, failed logins per account and per address. REDIS_URL moves the counts
+    # from PostgreSQL to Redis (keys under redis_prefix).
+    rate_limit_user: Limit = Limit(1200, 60)
+    rate_limit_public: Limit = Limit(600, 60)
+    login_failures_account: Limit = Limit(10, 900)
+    login_failures_address: Limit = Limit(100, 900)
+    redis_url: str | None = None
+    redis_prefix: str = "taskapi:"
+    # Password hashes (argon2id, 64 MiB each) computed at once, and how long a login waits for a
+    # slot before a 503 with Retry-After (app/passwords.py).
+    password_hash_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    password_hash_wait_seconds: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -73,26 +161,58 @@ class Settings:
             raise SettingsError("DB_POOL_MIN_SIZE must be between 0 and DB_POOL_MAX_SIZE (>= 1)")
         if self.db_request_timeout * 1000 <= self.db_statement_timeout_ms:
             raise SettingsError("DB_REQUEST_TIMEOUT (seconds) must be longer than DB_STATEMENT_TIMEOUT_MS")
+        if self.password_hash_concurrency < 1 or self.password_hash_wait_seconds <= 0:
+            raise SettingsError("TASKAPI_PASSWORD_HASH_CONCURRENCY must be >= 1 and TASKAPI_PASSWORD_HASH_WAIT > 0")
+        if not self.secret_key:
+            raise SettingsError(
+                "TASKAPI_SECRET_KEY is not set; set a random secret of at least 32 characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
         if self.is_production:
-            if self.secret_key == DEV_SECRET:
-                raise SettingsError(
-                    "TASKAPI_SECRET_KEY is the development default; set a random secret of at least "
-                    "32 characters to run with TASKAPI_ENV=production"
-                )
-            if len(self.secret_key) < 32:
+            if len(self.secret_key) < MIN_SECRET_LENGTH:
                 raise SettingsError("TASKAPI_SECRET_KEY must be at least 32 characters in production")
             if not self.database_url:
                 raise SettingsError("DATABASE_URL must be set in production (no embedded database)")
 
 
+def is_loopback(host: str) -> bool:
+    """True for a listen address only this machine can reach."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_listen_address(settings: Settings, host: str) -> None:
+    """Refuse to serve beyond loopback on a generated secret.
+
+    A listener others can reach is a deployment: every instance must share one secret that
+    someone chose (a generated one differs per machine or container), so say so at start-up.
+    """
+    if not settings.secret_configured and not is_loopback(host):
+        raise SettingsError(
+            f"--host {host} is reachable from other machines, so set TASKAPI_SECRET_KEY (at least "
+            f"{MIN_SECRET_LENGTH} characters, the same for every instance); the generated development "
+            "secret is for 127.0.0.1 only"
+        )
+
+
 def load_settings() -> Settings:
     """Build settings from the environment (no caching; see get_settings)."""
-    data_dir = os.environ.get("TASKAPI_DATA_DIR")
+    raw_data_dir = os.environ.get("TASKAPI_DATA_DIR")
+    data_dir = Path(raw_data_dir).expanduser().resolve() if raw_data_dir else PROJECT_ROOT / ".taskapi" / "pgdata"
+    env = os.environ.get("TASKAPI_ENV", "development")
+    configured = os.environ.get("TASKAPI_SECRET_KEY") or ""
+    # Production never generates one: instances must share a secret someone configured.
+    generated = generated_secret(secret_file(data_dir)) if not configured and env in {"development", "test"} else ""
     return Settings(
-        env=os.environ.get("TASKAPI_ENV", "development"),
+        env=env,
         database_url=os.environ.get("DATABASE_URL") or None,
-        data_dir=Path(data_dir).expanduser().resolve() if data_dir else PROJECT_ROOT / ".taskapi" / "pgdata",
-        secret_key=os.environ.get("TASKAPI_SECRET_KEY") or DEV_SECRET,
+        data_dir=data_dir,
+        secret_key=configured or generated,
+        secret_configured=bool(configured),
         token_ttl_seconds=_int("TASKAPI_TOKEN_TTL_SECONDS", 3600),
         pool_min_size=_int("DB_POOL_MIN_SIZE", 1),
         pool_max_size=_int("DB_POOL_MAX_SIZE", 10),
@@ -106,6 +226,14 @@ def load_settings() -> Settings:
         shutdown_timeout=_float("TASKAPI_SHUTDOWN_TIMEOUT", 10.0),
         idempotency_ttl_hours=_int("TASKAPI_IDEMPOTENCY_TTL_HOURS", 24),
         log_level=os.environ.get("TASKAPI_LOG_LEVEL", "INFO").upper(),
+        rate_limit_user=_limit("TASKAPI_RATE_LIMIT_USER", Settings.rate_limit_user),
+        rate_limit_public=_limit("TASKAPI_RATE_LIMIT_PUBLIC", Settings.rate_limit_public),
+        login_failures_account=_limit("TASKAPI_LOGIN_FAILURES_ACCOUNT", Settings.login_failures_account),
+        login_failures_address=_limit("TASKAPI_LOGIN_FAILURES_ADDRESS", Settings.login_failures_address),
+        redis_url=os.environ.get("REDIS_URL") or None,
+        redis_prefix=os.environ.get("TASKAPI_REDIS_PREFIX", "taskapi:"),
+        password_hash_concurrency=_int("TASKAPI_PASSWORD_HASH_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2)),
+        password_hash_wait_seconds=_float("TASKAPI_PASSWORD_HASH_WAIT", 5.0),
     )
 
 

@@ -15,6 +15,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Serial,
+    Text,
     Timestamptz,
     Varchar,
 )
@@ -125,4 +126,18 @@ class IdempotencyKey(Table):
     unique_owner_key = Unique([owner, key])
 
 
-ALL_TABLES: list[type[Table]] = [User, Project, Label, Task, TaskLabel, Comment, IdempotencyKey]
+class RateLimit(Table):
+    """Rate-limit counts (app/ratelimit.py): one row per policy and subject, for its current window.
+
+    UNLOGGED (a later migration): counts are rewritten constantly and worth nothing after a
+    crash, so they skip the WAL; a crash or a failover only starts every window afresh.
+    """
+
+    key = Text(primary_key=True)
+    used = Integer(null=False)
+    # What the last grant took (RETURNING sees only the new row, so the statement keeps it here).
+    granted = Integer(null=False)
+    reset_at = Timestamptz(null=False)
+
+
+ALL_TABLES: list[type[Table]] = [User, Project, Label, Task, TaskLabel, Comment, IdempotencyKey, RateLimit]

@@ -39,9 +39,10 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
-from app.settings import DEV_SECRET
+from app.settings import get_settings
 
-SECRET = os.environ.get("TASKAPI_SECRET_KEY", DEV_SECRET)
+# The secret taskapi itself signs with (TASKAPI_SECRET_KEY, which bench/run.py sets for both apps).
+SECRET = get_settings().secret_key
 MAX_ID = 2_147_483_647
 INT32 = msgspec.Meta(ge=-2_147_483_648, le=MAX_ID)
 

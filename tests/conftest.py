@@ -53,7 +53,7 @@ async def database() -> AsyncIterator[None]:
     await close_pool()
 
 
-TABLES = "app_user, project, label, task, task_label, comment, idempotency_key"
+TABLES = "app_user, project, label, task, task_label, comment, idempotency_key, rate_limit"
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from app.controllers.params import UserRequest
 from app.dto import RegisterBody, RegisterDTO, UserReadDTO
 from app.errors import InvalidBodyError
 from app.openapi import problem_responses
+from app.ratelimit import client_address, limiter_of
 from app.services import users
 from app.tables import User
 
@@ -101,13 +102,15 @@ class AuthController(Controller):
         Accepts JSON ``{email, password}`` or the OAuth2 password form (``username``, ``password``).
         """
         email, password = await _credentials(request)
-        try:
-            user_id, generation = await users.authenticate(email=email, password=password)
-        except InvalidBodyError as exc:
-            if request.content_type[0] == RequestEncodingType.URL_ENCODED:  # the form names the email username
-                detail = exc.detail.replace("email", "username")
-                raise InvalidBodyError(detail, errors=_renamed(exc.errors)) from None
-            raise
+        # Failed attempts count per account and per address; 429 while either is spent.
+        async with limiter_of(request.app).login_attempt(email, client_address(request.scope)):
+            try:
+                user_id, generation = await users.authenticate(email=email, password=password)
+            except InvalidBodyError as exc:
+                if request.content_type[0] == RequestEncodingType.URL_ENCODED:  # the form names the email username
+                    detail = exc.detail.replace("email", "username")
+                    raise InvalidBodyError(detail, errors=_renamed(exc.errors)) from None
+                raise
         settings = request.app.state.settings
         token = issue_token(settings, user_id, generation)
         return TokenResponse(
