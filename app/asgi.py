@@ -36,7 +36,7 @@ from app.controllers.tasks import TaskController
 from app.db import RequestDeadline, close_pool, start_pool
 from app.errors import exception_handlers
 from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
-from app.openapi import document_problems
+from app.openapi import SCHEMA_PLUGINS, document_api, operation_id
 from app.ratelimit import Limiter, rate_limit_middleware
 from app.services.idempotency import purge_expired_keys
 from app.settings import Settings, get_settings
@@ -112,8 +112,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         description="Multi-user task management REST API. Authorize with a bearer token from /api/v1/auth/token.",
         path="/schema",
         # The docs' Authorize button logs in with the OAuth2 password form of /api/v1/auth/token.
-        # Every operation needs the token unless it declares security=[{}] (the public ones).
+        # Every operation needs the token; app.openapi gives the public ones security: [].
         security=[{"BearerToken": []}],
+        operation_id_creator=operation_id,
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_request=require_json_body,
         before_send=[add_replay_header, http_hygiene],
         openapi_config=openapi,
+        plugins=[*SCHEMA_PLUGINS],
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
@@ -171,7 +173,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # DTO, and the OpenAPI document then lists their bodies under "" instead of JSON.
             if isinstance(handler, HTTPRouteHandler) and not handler.media_type and handler.resolve_return_dto():
                 handler.media_type = MediaType.JSON
-    document_problems(app)
+    document_api(app)
     app.state.settings = settings
     app.state.limiter = limiter
     return app

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, make_dataclass, replace
+from dataclasses import fields as dataclass_fields
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_type_hints
 from weakref import WeakKeyDictionary
 
@@ -39,8 +41,10 @@ from app.services import users
 from app.tables import Comment, Label, Project, Task, User
 
 if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
     from litestar.connection import ASGIConnection
     from litestar.dto._backend import TransferDTOFieldDefinition  # type: ignore[attr-defined]
+    from litestar.openapi.spec import Reference, Schema
 
 T = TypeVar("T", bound=Table)
 
@@ -125,6 +129,10 @@ def _values(data: Any) -> Any:
     return data
 
 
+# The transfer struct of each (DTO, is a request body): built once, by write_struct or a backend.
+_TRANSFER_STRUCTS: dict[tuple[Any, bool], type[msgspec.Struct]] = {}
+
+
 class _Backend(DTOCodegenBackend):
     """Builds transfer structs from our own annotations instead of Litestar's lossy ones."""
 
@@ -132,6 +140,12 @@ class _Backend(DTOCodegenBackend):
         self, model_name: str, field_definitions: tuple[TransferDTOFieldDefinition, ...]
     ) -> type[msgspec.Struct]:
         factory: type[PiccoloDTO[Any]] = self.dto_factory  # type: ignore[assignment]
+        # One struct per DTO, whatever the handler, so the OpenAPI document has one component per
+        # shape under the DTO's own name ("Task", "TaskCreate") instead of one per handler.
+        key = (factory, self.is_data_field)
+        is_root = model_name == self.model_type.__name__
+        if is_root and (cached := _TRANSFER_STRUCTS.get(key)) is not None:
+            return cached
         struct_name = factory.__schema_name__ or self._create_transfer_model_name(model_name)
         fields: list[tuple[str, Any, Any]] = []
         default: Any
@@ -155,8 +169,11 @@ class _Backend(DTOCodegenBackend):
             frozen=True,
             kw_only=True,
             forbid_unknown_fields=factory.config.forbid_unknown_fields,
+            module=__name__,
         )
         struct.__schema_name__ = struct_name  # type: ignore[attr-defined]
+        if is_root:
+            _TRANSFER_STRUCTS[key] = struct
         return struct
 
     def encode_data(self, data: Any) -> Any:
@@ -322,9 +339,27 @@ class PiccoloDTO(AbstractDTO[T], Generic[T]):
     def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
         return field_definition.is_subclass_of(Table)
 
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        backend = cls._dto_backends[handler_id]["data_backend" if field_definition.name == "data" else "return_backend"]
+        if backend.wrapper_attribute_name and field_definition.origin in WRAPPER_SUFFIXES:
+            # Litestar names Page[Task] after its module path ("Page_app.dto.Task_"); a client
+            # generator turns that into a class name, so document a concrete "TaskPage" instead.
+            named = _named_wrapper(field_definition.origin, backend.transfer_model_type)
+            return schema_creator.for_field_definition(
+                FieldDefinition.from_annotation(named, kwarg_definition=field_definition.kwarg_definition)
+            )
+        return super().create_openapi_schema(field_definition, handler_id, schema_creator)
 
-def write_struct(dto: type[PiccoloDTO[Any]], table: type[Table], name: str) -> type[msgspec.Struct]:
-    """The body struct a write DTO decodes into, for bodies that embed it (bulk endpoints)."""
+
+def write_struct(dto: type[PiccoloDTO[Any]], table: type[Table]) -> type[msgspec.Struct]:
+    """The body struct a write DTO decodes into, for bodies that embed it (bulk endpoints).
+
+    The DTO's handlers decode into the same struct, so the OpenAPI document has one component
+    for it (``TaskCreate``), whether it is a whole body or a bulk item.
+    """
     config = dto.config
     renames = config.rename_fields or {}
     fields: list[tuple[str, Any, Any]] = []
@@ -338,7 +373,13 @@ def write_struct(dto: type[PiccoloDTO[Any]], table: type[Table], name: str) -> t
         else:
             default = msgspec.NODEFAULT if definition.default is Empty else definition.default
         fields.append((definition.name, annotation, msgspec.field(default=default, name=renames.get(definition.name))))
-    return msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=config.forbid_unknown_fields)
+    name = dto.__schema_name__ or f"{table.__name__}Body"
+    struct = msgspec.defstruct(
+        name, fields, kw_only=True, frozen=True, forbid_unknown_fields=config.forbid_unknown_fields, module=__name__
+    )
+    struct.__schema_name__ = name  # type: ignore[attr-defined]
+    _TRANSFER_STRUCTS[(dto, True)] = struct
+    return struct
 
 
 def item_errors(struct: type[msgspec.Struct], items: list[Any], prefix: str) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -394,6 +435,30 @@ class Items(Generic[T]):
     items: list[T]
 
 
+# The OpenAPI name of a wrapper around a DTO's struct: Page[Task] is documented as "TaskPage".
+WRAPPER_SUFFIXES: dict[Any, str] = {Page: "Page", FlexPage: "Page", Items: "Items"}
+
+
+@cache
+def _named_wrapper(origin: Any, item: type[msgspec.Struct]) -> Any:
+    """A concrete, named copy of ``origin[item]`` (documentation only; answers encode the same)."""
+    name = f"{item.__name__}{WRAPPER_SUFFIXES[origin]}"
+    hints = get_type_hints(origin, include_extras=True)
+    if isinstance(origin, type) and issubclass(origin, msgspec.Struct):
+        fields = [
+            (f.name, _specialise(hints[f.name], item), msgspec.field(default=f.default))
+            for f in msgspec.structs.fields(origin)
+        ]
+        return msgspec.defstruct(name, fields, kw_only=True, module=__name__)
+    named = make_dataclass(name, [(f.name, _specialise(hints[f.name], item)) for f in dataclass_fields(origin)])
+    named.__module__ = __name__
+    return named
+
+
+def _specialise(hint: Any, item: Any) -> Any:
+    return hint[item] if getattr(hint, "__parameters__", ()) else hint
+
+
 class LabelBrief(msgspec.Struct, frozen=True):
     """A label as embedded in a task."""
 
@@ -436,6 +501,7 @@ class RegisterDTO(MsgspecDTO[RegisterBody]):
 
 
 class UserReadDTO(PiccoloDTO[User]):
+    __schema_name__ = "User"
     config = DTOConfig(exclude={"token_generation"})
 
 
@@ -444,14 +510,17 @@ class UserReadDTO(PiccoloDTO[User]):
 
 
 class ProjectReadDTO(PiccoloDTO[Project]):
+    __schema_name__ = "Project"
     config = DTOConfig(exclude={"owner"})
 
 
 class ProjectCreateDTO(PiccoloDTO[Project]):
+    __schema_name__ = "ProjectCreate"
     config = DTOConfig(exclude=SERVER_SET, forbid_unknown_fields=True)
 
 
 class ProjectPatchDTO(PiccoloDTO[Project]):
+    __schema_name__ = "ProjectPatch"
     config = DTOConfig(exclude=SERVER_SET, partial=True, forbid_unknown_fields=True)
 
 
@@ -460,14 +529,17 @@ class ProjectPatchDTO(PiccoloDTO[Project]):
 
 
 class LabelReadDTO(PiccoloDTO[Label]):
+    __schema_name__ = "Label"
     config = DTOConfig(exclude={"owner"})
 
 
 class LabelCreateDTO(PiccoloDTO[Label]):
+    __schema_name__ = "LabelCreate"
     config = DTOConfig(exclude=SERVER_SET, forbid_unknown_fields=True)
 
 
 class LabelPatchDTO(PiccoloDTO[Label]):
+    __schema_name__ = "LabelPatch"
     config = DTOConfig(exclude=SERVER_SET, partial=True, forbid_unknown_fields=True)
 
 
@@ -479,11 +551,13 @@ TASK_SERVER_SET = SERVER_SET | {"completed_at"}
 
 
 class TaskReadDTO(PiccoloDTO[Task]):
+    __schema_name__ = "Task"
     config = DTOConfig(exclude={"owner"}, rename_fields={"project": "project_id", "parent": "parent_id"})
     extra_fields: ClassVar[dict[str, ExtraField]] = {"labels": ExtraField(list[LabelBrief], read_only=True)}
 
 
 class TaskCreateDTO(PiccoloDTO[Task]):
+    __schema_name__ = "TaskCreate"
     config = DTOConfig(
         exclude=TASK_SERVER_SET,
         rename_fields={"project": "project_id", "parent": "parent_id"},
@@ -493,6 +567,7 @@ class TaskCreateDTO(PiccoloDTO[Task]):
 
 
 class TaskPatchDTO(PiccoloDTO[Task]):
+    __schema_name__ = "TaskPatch"
     config = DTOConfig(
         exclude=TASK_SERVER_SET,
         rename_fields={"project": "project_id", "parent": "parent_id"},
@@ -507,14 +582,17 @@ class TaskPatchDTO(PiccoloDTO[Task]):
 
 
 class CommentReadDTO(PiccoloDTO[Comment]):
+    __schema_name__ = "Comment"
     config = DTOConfig(exclude={"owner"}, rename_fields={"task": "task_id"})
 
 
 class CommentCreateDTO(PiccoloDTO[Comment]):
+    __schema_name__ = "CommentCreate"
     config = DTOConfig(exclude=SERVER_SET | {"task"}, forbid_unknown_fields=True)
 
 
 class CommentPatchDTO(PiccoloDTO[Comment]):
+    __schema_name__ = "CommentPatch"
     config = DTOConfig(exclude=SERVER_SET | {"task"}, partial=True, forbid_unknown_fields=True)
 
 
@@ -540,14 +618,21 @@ __all__ = [
 ]
 
 
-TaskCreateBody = write_struct(TaskCreateDTO, Task, "TaskCreateItem")
-TaskPatchBody = write_struct(TaskPatchDTO, Task, "TaskChanges")
+TaskCreateBody = write_struct(TaskCreateDTO, Task)
+TaskPatchBody = write_struct(TaskPatchDTO, Task)
+
+# Bulk items are decoded as plain objects and then validated one by one, so that every invalid
+# item is named with its index (422); OPENAPI_TYPE tells the document what each one must be.
+OPENAPI_TYPE = "openapi_type"
 
 
 class TaskBulkCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Up to 100 task create bodies (each as for POST /api/v1/tasks)."""
 
-    tasks: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=100)]
+    tasks: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(min_length=1, max_length=100, extra={OPENAPI_TYPE: list[TaskCreateBody]}),  # type: ignore[valid-type]
+    ]
 
 
 class TaskBulkPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -556,4 +641,4 @@ class TaskBulkPatch(msgspec.Struct, forbid_unknown_fields=True):
     ids: Annotated[
         list[Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]], msgspec.Meta(min_length=1, max_length=100)
     ]
-    changes: dict[str, Any]
+    changes: Annotated[dict[str, Any], msgspec.Meta(extra={OPENAPI_TYPE: TaskPatchBody})]

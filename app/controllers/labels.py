@@ -9,10 +9,10 @@ from litestar.params import JSONBody
 from app.controllers.params import (
     IdempotencyKeyHeader,
     IfMatch,
+    LabelSort,
     Limit,
     ObjectId,
     Offset,
-    Sort,
     UserRequest,
     created,
     expected_version,
@@ -32,7 +32,7 @@ class LabelController(Controller):
 
     @get("/")
     async def list_labels(
-        self, request: UserRequest, sort: Sort = None, limit: Limit = 20, offset: Offset = 0
+        self, request: UserRequest, sort: LabelSort = None, limit: Limit = 20, offset: Offset = 0
     ) -> Page[Label]:
         """The caller's labels. Sort by name, created_at, id (default name)."""
         items, total = await labels.list_labels(request.user.id, sort=sort, limit=limit, offset=offset)

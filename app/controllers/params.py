@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, TypeVar
 
 from litestar import Request, Response
@@ -12,6 +13,7 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from app.auth import Principal
 from app.dto import NUL_REFUSED, in_utc_range
 from app.errors import BadParameterError
+from app.services import labels, projects, tasks
 from app.services.idempotency import Idempotency
 
 T = TypeVar("T")
@@ -26,13 +28,35 @@ UserRequest = Request[Principal, Any, Any]
 ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Object id")]
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size, 1..100")]
 Offset = Annotated[int, QueryParameter(ge=0, le=MAX_ID, description="Items to skip, >= 0")]
-Sort = Annotated[
-    str | None,
-    QueryParameter(max_length=200, description="Comma-separated fields, '-' prefix for descending"),
-]
+
+
+def sort_parameter(sortable: Iterable[str]) -> QueryParameter:
+    """``sort`` of a list whose service sorts by ``sortable``; the document gets its pattern."""
+    key = rf"\s*-?(?:{'|'.join(map(re.escape, sortable))})\s*"
+    return QueryParameter(
+        max_length=200,
+        description="Comma-separated fields, '-' prefix for descending",
+        # Documentation only: app.services.listing.parse_sort refuses the rest with a 400 naming the field.
+        schema_extra={"pattern": rf"^(?:{key}(?:,{key})*)?$"},
+    )
+
+
+ProjectSort = Annotated[str | None, sort_parameter(projects.SORTABLE)]
+LabelSort = Annotated[str | None, sort_parameter(labels.SORTABLE)]
+TaskSort = Annotated[str | None, sort_parameter(tasks.SORTABLE)]
+
+_ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
+_ANY = re.compile(r"^\s*\*\s*$")
+
 IfMatch = Annotated[
     str | None,
-    HeaderParameter(name="If-Match", max_length=100, description='Expected version, as the ETag: "3"'),
+    HeaderParameter(
+        name="If-Match",
+        max_length=100,
+        description='Expected version, as the ETag: "3" (or * for any)',
+        # Documentation only: expected_version refuses the rest with a 400 naming the header.
+        schema_extra={"pattern": f"{_ETAG.pattern}|{_ANY.pattern}"},
+    ),
 ]
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -44,12 +68,10 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 
-_ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
-
 
 def expected_version(if_match: str | None) -> int | None:
     """The version named by If-Match, None when absent or ``*`` (any current version)."""
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None or _ANY.match(if_match):
         return None
     match = _ETAG.match(if_match)
     if match is None:

@@ -14,7 +14,7 @@ from app.controllers.params import (
     Limit,
     ObjectId,
     Offset,
-    Sort,
+    ProjectSort,
     UserRequest,
     created,
     expected_version,
@@ -36,7 +36,7 @@ class ProjectController(Controller):
         self,
         request: UserRequest,
         archived: Annotated[bool | None, QueryParameter(description="Only archived / not archived")] = None,
-        sort: Sort = None,
+        sort: ProjectSort = None,
         limit: Limit = 20,
         offset: Offset = 0,
     ) -> Page[Project]:
