@@ -22,4 +22,6 @@ RUN uv sync --frozen --no-dev
 RUN useradd --create-home --uid 10001 taskapi
 USER taskapi
 EXPOSE 8000
+# Serving on 0.0.0.0 needs TASKAPI_SECRET_KEY (docker run -e TASKAPI_SECRET_KEY=...): without it
+# `taskapi serve` exits 2, since a generated secret would differ per container.
 CMD ["taskapi", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-migrate"]

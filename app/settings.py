@@ -74,24 +74,30 @@ def generated_secret(path: Path) -> str:
     file and links it into place, which fails if the file exists, so every process reads the
     one winner's secret and nobody ever reads a half-written file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(48) + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(candidate, path)
-        finally:
-            candidate.unlink(missing_ok=True)
-    mode = path.stat().st_mode
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(48) + "\n")
+                with contextlib.suppress(FileExistsError):
+                    os.link(candidate, path)
+            finally:
+                candidate.unlink(missing_ok=True)
+        mode = path.stat().st_mode
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"TASKAPI_SECRET_KEY is not set and the generated secret cannot be kept in {path} "
+            f"({exc.strerror}); set TASKAPI_SECRET_KEY or TASKAPI_DATA_DIR"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SettingsError(
             f"{path} holds the token-signing secret but other users can access it "
             f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it, or set TASKAPI_SECRET_KEY"
         )
-    secret = path.read_text().strip()
     if len(secret) < MIN_SECRET_LENGTH:
         raise SettingsError(f"{path} holds a secret under {MIN_SECRET_LENGTH} characters; delete it to make a new one")
     return secret
