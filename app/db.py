@@ -127,6 +127,7 @@ class TaskapiEngine(PostgresEngine):
         # Covers waiting for a free connection and opening a new one; past it, a TimeoutError
         # (one of UNAVAILABLE_ERRORS, so a 503) instead of a request that hangs.
         self.acquire_timeout = acquire_timeout
+        self._releasing: set[asyncio.Task[None]] = set()  # strong references to background releases
 
     def transaction(self, allow_nested: bool = True) -> TaskapiTransaction:
         return TaskapiTransaction(engine=self, allow_nested=allow_nested)
@@ -151,12 +152,15 @@ class TaskapiEngine(PostgresEngine):
             return [await transaction.connection.fetch(sql, *args) for sql, args in statements]
         connection = await self.acquire()
         try:
-            return [await connection.fetch(sql, *args) for sql, args in statements]
+            rows = [await connection.fetch(sql, *args) for sql, args in statements]
         except asyncio.CancelledError:
-            _drop(connection)
+            self._release_later(connection)
             raise
-        finally:
+        except BaseException:
             await self.release(connection)
+            raise
+        await self.release(connection)
+        return rows
 
     async def acquire(self) -> asyncpg.Connection:
         """A pool connection, waited for at most ``acquire_timeout`` (then TimeoutError: a 503).
@@ -183,22 +187,26 @@ class TaskapiEngine(PostgresEngine):
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
         connection = await self.acquire()
         try:
-            return await connection.fetch(query, *(args or []))
+            rows = await connection.fetch(query, *(args or []))
         except asyncio.CancelledError:
-            _drop(connection)
+            self._release_later(connection)
             raise
-        finally:
+        except BaseException:
             await self.release(connection)
+            raise
+        await self.release(connection)
+        return rows
 
+    def _release_later(self, connection: asyncpg.Connection) -> None:
+        """Give back a connection whose statement was cut off (a deadline, /ready's timeout).
 
-def _drop(connection: asyncpg.Connection) -> None:
-    """Terminate a connection whose statement was cancelled (a deadline or /ready's timeout).
-
-    Released as it is, asyncpg would first wait for the server to acknowledge the cancellation,
-    up to command_timeout: seconds more of a hung request. The next acquire opens a fresh one.
-    """
-    with contextlib.suppress(Exception):
-        connection.terminate()
+        asyncpg is cancelling the statement on the server, so a write nobody waits for does not
+        complete later; it returns the connection once the server acknowledges, or terminates it
+        after command_timeout. Neither is the request's business: it answers now.
+        """
+        task = asyncio.get_running_loop().create_task(self.release(connection))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
 
 def make_engine(settings: Settings | None = None) -> TaskapiEngine:

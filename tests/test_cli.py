@@ -56,3 +56,58 @@ def test_help_lists_the_commands():
     )
     assert "serve" in result.stdout
     assert "migrate" in result.stdout
+
+
+@pytest.mark.slow
+def test_serve_no_migrate_starts_with_the_database_down_and_serves_once_it_is_back():
+    """503s with Retry-After while the database is down at start; 2xx once it is up, same process."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from tests.serverproc import run_migrate, server_env, start_embedded, start_server, stop_embedded
+
+    data_dir = Path(tempfile.mkdtemp(prefix="taskapi-down-at-start-")) / "pgdata"
+    server = None
+    try:
+        env = server_env(start_embedded(data_dir))
+        run_migrate(env)
+        stop_embedded(data_dir)
+
+        server = start_server(env)  # serve --no-migrate, the database stopped
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health is None:
+            assert server.process.poll() is None, f"taskapi exited:\n{server.output()}"
+            try:
+                health = httpx.get(server.base_url + "/health", timeout=2.0)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health is not None, server.output()
+        assert health.status_code == 200
+        credentials = {"email": "late@example.com", "password": "pw-12345678"}
+        for method, path, body in (("GET", "/ready", None), ("POST", "/api/v1/auth/register", credentials)):
+            started = time.monotonic()
+            response = httpx.request(method, server.base_url + path, json=body, timeout=15.0)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"]
+            assert time.monotonic() - started < 5.0
+        pid = server.process.pid
+
+        start_embedded(data_dir)
+        server.wait_healthy(timeout=30)  # /ready turns 200 by itself
+        register = httpx.post(server.base_url + "/api/v1/auth/register", json=credentials, timeout=15.0)
+        assert register.status_code == 201, register.text
+        token = httpx.post(server.base_url + "/api/v1/auth/token", json=credentials, timeout=15.0)
+        assert token.status_code == 200
+        assert server.process.pid == pid
+        assert server.process.poll() is None
+        assert "database not answering at start" in server.output()
+    finally:
+        if server is not None:
+            server.stop()
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)

@@ -12,17 +12,26 @@ import asyncio
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from app.services.health import READY_TIMEOUT_SECONDS
 from tests.serverproc import run_migrate, server_env, start_embedded, start_server, stop_embedded
 
 pytestmark = pytest.mark.slow
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
 
 BOUND_503 = 5.0  # SPEC: a 503 "within a few seconds"; the brief fixes 5 s
 RECOVERY_WAIT = 20.0
@@ -257,3 +266,205 @@ async def test_a_transaction_whose_connection_dies_gives_the_connection_back(cli
         await pool.release(connection)
     response = await client.get("/api/v1/users/me", headers=alice.headers)
     assert response.status_code == 200
+
+
+# --- A hung database: it accepts bytes and answers none -----------------------------------------
+
+READY_TIMEOUT = READY_TIMEOUT_SECONDS  # README: /ready answers within 2 s
+
+
+class HangingProxy:
+    """A TCP proxy to the suite's PostgreSQL that can hang: it keeps every socket open and
+    forwards nothing, as a server that is SIGSTOPped or behind a black-holed network does."""
+
+    def __init__(self, admin_url: str) -> None:
+        parts = urlsplit(admin_url)
+        socket_dir = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
+        self.port_upstream = parts.port or 5432
+        self.unix_path = f"{socket_dir}/.s.PGSQL.{self.port_upstream}" if socket_dir.startswith("/") else None
+        self.host_upstream = socket_dir
+        self.hung = False
+        self.port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.unix_path:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.unix_path)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host_upstream, self.port_upstream)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+        for w in (writer, up_writer):
+            self._writers.discard(w)
+            w.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not self.hung:  # hung: swallowed, and the socket stays open
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    def resume(self) -> None:
+        """The database is back: sockets that lost bytes are cut, new ones forward again."""
+        for writer in list(self._writers):
+            writer.close()
+        self.hung = False
+
+    async def close(self) -> None:
+        self.resume()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def test_a_hung_database_answers_503_within_5s_and_ready_within_its_timeout(admin_url):
+    database = f"taskapi_hang_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    proxy = HangingProxy(admin_url)
+    await proxy.start()
+    server = None
+    try:
+        await asyncio.to_thread(run_migrate, server_env(_with_database(admin_url, database)))
+        server = start_server(server_env(proxy.url(database), DB_POOL_MAX_SIZE="4"))
+        await asyncio.to_thread(server.wait_healthy)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=15.0) as client:
+            recorder = Recorder(client)
+            credentials = {"email": "hang@example.com", "password": "pw-12345678"}
+            assert (await client.post("/api/v1/auth/register", json=credentials)).status_code == 201
+            token = (await client.post("/api/v1/auth/token", json=credentials)).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            task = (await client.post("/api/v1/tasks", json={"title": "locked"}, headers=headers)).json()
+            # Warm the pool, so requests meet both open connections and new ones.
+            await asyncio.gather(*(client.get("/api/v1/tasks", headers=headers) for _ in range(4)))
+
+            # A PATCH in flight: it waits on a row lock, the database hangs, then the lock goes
+            # (the answer the server sends is swallowed by the hung proxy).
+            locker = await asyncpg.connect(_with_database(admin_url, database))
+            lock = locker.transaction()
+            await lock.start()
+            await locker.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", task["id"])
+            recorder.phase = "in-flight"
+            in_flight = asyncio.create_task(
+                recorder.call("PATCH", f"/api/v1/tasks/{task['id']}", json={"priority": 3}, headers=headers)
+            )
+            await asyncio.sleep(0.5)
+            proxy.hung = True
+            await lock.rollback()
+            await locker.close()
+
+            recorder.phase = "hung"
+            ready_started = time.monotonic()
+            ready = await client.get("/ready")
+            ready_seconds = time.monotonic() - ready_started
+            health = await client.get("/health")
+            await asyncio.gather(
+                in_flight,
+                _mixed_requests(recorder, headers, task["id"], "hung0"),
+                _mixed_requests(recorder, headers, task["id"], "hung1"),
+            )
+
+            proxy.resume()
+            recorder.phase = "recovering"
+            deadline = time.monotonic() + RECOVERY_WAIT
+            recovered = False
+            while time.monotonic() < deadline and not recovered:
+                probe = await recorder.call("POST", "/api/v1/tasks", json={"title": "after"}, headers=headers)
+                recovered = probe is not None and probe.status_code == 201
+                if not recovered:
+                    await asyncio.sleep(0.25)
+            ready_after = await client.get("/ready")
+
+        log = server.output()
+        assert server.process.poll() is None, f"the server process died:\n{log[-4000:]}"
+        assert ready.status_code == 503, ready.text
+        assert ready.headers.get("retry-after")
+        assert ready_seconds < READY_TIMEOUT + 0.5, f"/ready took {ready_seconds:.2f}s"
+        assert health.status_code == 200
+        hung = [o for o in recorder.outcomes if o.phase in {"in-flight", "hung"}]
+        assert len(hung) >= 23
+        for outcome in hung:
+            assert outcome.status == 503, f"{outcome}\n{log[-3000:]}"
+            assert outcome.retry_after, outcome
+            assert outcome.seconds < BOUND_503, f"{outcome.seconds:.2f}s: {outcome}"
+        slowest = max(o.seconds for o in hung)
+        print(f"\nhung: {len(hung)} requests, all 503, slowest {slowest:.2f}s; /ready {ready_seconds:.2f}s")
+        assert recovered, f"no successful write within {RECOVERY_WAIT}s of the database coming back:\n{log[-3000:]}"
+        assert ready_after.status_code == 200
+        assert all(o.status is not None and (o.status < 300 or o.status == 503) for o in recorder.outcomes)
+    finally:
+        if server is not None:
+            server.stop()
+        await proxy.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+# --- The deadline in-process: slow work is not an outage, a stuck request is cut off ---------
+
+
+async def _hold_row_lock(task_id: int, seconds: float) -> None:
+    import os
+
+    connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT 1 FROM task WHERE id = $1 FOR UPDATE", task_id)
+            await asyncio.sleep(seconds)
+    finally:
+        await connection.close()
+
+
+async def test_a_slow_request_that_the_database_answers_is_not_a_503(client, alice):
+    """3 s waiting on a lock is slow work, not a hang: it ends by itself, with its answer."""
+    task = (await client.post("/api/v1/tasks", json={"title": "slow"}, headers=alice.headers)).json()
+    holder = asyncio.create_task(_hold_row_lock(task["id"], 3.0))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    response = await client.patch(f"/api/v1/tasks/{task['id']}", json={"priority": 1}, headers=alice.headers)
+    seconds = time.monotonic() - started
+    await holder
+    assert response.status_code == 200, response.text
+    assert 2.0 < seconds < 4.5
+    assert response.json()["priority"] == 1
+
+
+async def test_the_request_deadline_cuts_off_a_stuck_request_and_keeps_the_pool(alice):
+    from dataclasses import replace
+
+    from app.asgi import create_app
+    from app.db import get_engine
+    from app.settings import get_settings
+
+    # A 1 s deadline cuts the lock wait below. (The engine keeps its 4 s statement timeout; the
+    # 500 ms here only satisfies the check that a deadline outlasts the statement timeout.)
+    app = create_app(replace(get_settings(), db_request_timeout=1.0, db_statement_timeout_ms=500))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        task = (await client.post("/api/v1/tasks", json={"title": "stuck"}, headers=alice.headers)).json()
+        holder = asyncio.create_task(_hold_row_lock(task["id"], 3.0))
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        response = await client.patch(f"/api/v1/tasks/{task['id']}", json={"priority": 4}, headers=alice.headers)
+        seconds = time.monotonic() - started
+        await holder
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"]
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert seconds < 1.5
+        # Nothing was written, and every pool connection can be taken again.
+        after = await client.get(f"/api/v1/tasks/{task['id']}", headers=alice.headers)
+        assert after.json()["priority"] == 0
+        pool = get_engine().pool
+        assert pool is not None
+        held = [await pool.acquire(timeout=2.0) for _ in range(pool.get_max_size())]
+        for connection in held:
+            await pool.release(connection)

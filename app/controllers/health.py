@@ -24,7 +24,7 @@ class HealthController(Controller):
         },
     )
     async def ready(self) -> Response[dict[str, str]]:
-        """200 when the database answers, 503 (with Retry-After) otherwise."""
+        """200 when the database answers within 2 s (READY_TIMEOUT_SECONDS), 503 (with Retry-After) otherwise."""
         if await health.database_answers():
             return Response({"status": "ready"})
         return Response({"status": "unavailable"}, status_code=503, headers={"Retry-After": "2"})
