@@ -76,11 +76,15 @@ class Policy:
         return f'"{self.name}";q={self.limit.count};w={self.limit.seconds}'
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    allowed: bool
-    remaining: int
-    reset_seconds: float
+    """One request's verdict under one policy (a plain slotted class: built on every request)."""
+
+    __slots__ = ("allowed", "remaining", "reset_seconds")
+
+    def __init__(self, allowed: bool, remaining: int, reset_seconds: float) -> None:
+        self.allowed = allowed
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds
 
     @property
     def retry_after(self) -> int:
@@ -339,6 +343,7 @@ class RateLimitMiddleware:
         self.app = app
         self.limiter = limiter
         self._policy: Policy | None = None
+        self._policy_field = (b"", b"")
         self._resolved = False
 
     def _resolve(self, scope: Scope) -> Policy | None:
@@ -352,6 +357,8 @@ class RateLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._resolved:
             self._policy = self._resolve(scope)
+            if self._policy is not None:
+                self._policy_field = (b"ratelimit-policy", self._policy.header.encode())
             self._resolved = True
         policy = self._policy
         if policy is None or scope["type"] != ScopeType.HTTP:
@@ -363,10 +370,7 @@ class RateLimitMiddleware:
         if not decision.allowed:
             detail = "Too many requests for this user" if user is not None else "Too many requests from this address"
             raise refusal(policy, decision, detail)
-        fields = [
-            (b"ratelimit-policy", policy.header.encode()),
-            (b"ratelimit", state_header(policy, decision).encode()),
-        ]
+        fields = (self._policy_field, (b"ratelimit", state_header(policy, decision).encode()))
 
         async def send_with_fields(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -53,7 +53,7 @@ ROOT = BENCH.parent
 LUA = BENCH / "lua"
 sys.path.insert(0, str(ROOT))
 
-from bench.seed import BenchData, ensure_seeded  # noqa: E402
+from bench.seed import BENCH_RATE_LIMIT, BenchData, ensure_seeded  # noqa: E402
 
 APPS = ("taskapi", "raw")
 TARGETS = {"get_one": 0.80, "list_50": 0.70, "create": 0.75, "patch": 0.75}
@@ -494,6 +494,8 @@ def main() -> int:
         "DATABASE_URL": data.db_url,
         "TASKAPI_SECRET_KEY": secret,
         "TASKAPI_ENV": "production",
+        # The limiter runs (headers, leases) but never refuses the benchmark's one user.
+        "TASKAPI_RATE_LIMIT_USER": os.environ.get("TASKAPI_RATE_LIMIT_USER", BENCH_RATE_LIMIT),
         "PYTHONPATH": str(ROOT),
     }
     env.pop("PICCOLO_CONF", None)
