@@ -18,8 +18,14 @@ PASSWORD = "correct-horse-battery"
 # "josé@example.com" composed (NFC), decomposed (NFD), and in fullwidth letters.
 NFC = unicodedata.normalize("NFC", "José@Example.com")
 NFD = unicodedata.normalize("NFD", "José@Example.com")
-# Fullwidth forms (U+FF21...) of the ASCII letters; É has none.
-FULLWIDTH = "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in "JOSÉ@example.com")
+
+
+def fullwidth(text: str) -> str:
+    """The fullwidth forms (U+FF21...) of the ASCII letters; other characters as they are."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in text)
+
+
+FULLWIDTH = fullwidth("JOSÉ@example.com")
 STORED = "josé@example.com"
 
 
@@ -100,3 +106,26 @@ async def test_normalised_email_is_what_users_me_shows(client):
     me = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
     assert me.json()["email"] == STORED == created.json()["email"]
+
+
+async def test_the_migration_normalises_stored_emails_and_keeps_taken_ones(client):
+    """Accounts from before normalisation: their NFD or fullwidth email is rewritten, so they
+    log in with any spelling; one whose normal form another account holds is left as it was."""
+    import importlib
+
+    from tests.api.problems import run_sql
+
+    migration = importlib.import_module("piccolo_migrations.taskapi_2026_11_30t10_40_00_000000")
+    assert (await _register(client, "taken@example.com")).status_code == 201
+    hash_ = (await run_sql("SELECT password_hash FROM app_user"))[0]["password_hash"]
+    old = {NFD.lower(): 101, fullwidth("taken@example.com"): 102}
+    for email, user_id in old.items():
+        await run_sql("INSERT INTO app_user (id, email, password_hash) VALUES ({}, {}, {})", user_id, email, hash_)
+
+    assert await migration.normalise_emails() == 1
+    rows = {row["id"]: row["email"] for row in await run_sql("SELECT id, email FROM app_user")}
+    assert rows[101] == STORED  # rewritten: now "josé@example.com", NFC
+    assert rows[102] == fullwidth("taken@example.com")  # its normal form is taken: left alone
+    login = await client.post(TOKEN, json={"email": NFC, "password": PASSWORD})
+    assert login.status_code == 200
+    assert await migration.normalise_emails() == 0  # idempotent
