@@ -18,13 +18,14 @@ step says why): the response headers, ``security: []`` on public operations.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from litestar import Response
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIHeader, OpenAPIType, Operation, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIHeader, OpenAPIType, Operation, Parameter, Reference, Schema
 from litestar.params import BodyKwarg, HeaderParameter, PathParameter, QueryParameter
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
@@ -154,7 +155,11 @@ ETAG = _header(
     Schema(type=OpenAPIType.STRING, pattern=r'^"[0-9]+"$'),
     required=True,
 )
-LOCATION = _header("Path of the created object", Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI_REFERENCE), required=True)
+LOCATION = _header(
+    "Path of the created object",
+    Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI_REFERENCE),
+    required=True,
+)
 REPLAYED = _header(
     "`true` when this answer replays the first one sent with the same Idempotency-Key",
     Schema(type=OpenAPIType.STRING, enum=["true"]),
@@ -212,7 +217,32 @@ ERROR_HEADERS: dict[int, dict[str, OpenAPIHeader]] = {
 }
 
 
+def _not_null(schema: Schema | Reference) -> Schema | Reference:
+    """A parameter's schema without ``null``: Litestar documents ``X | None = None`` as nullable,
+    but a query parameter or header is absent or a string, never JSON null."""
+    if not isinstance(schema, Schema):
+        return schema
+    if schema.one_of:
+        branches = [b for b in schema.one_of if not (isinstance(b, Schema) and b.type == OpenAPIType.NULL)]
+        if len(branches) == 1 and isinstance(branches[0], Schema):
+            merged = replace(branches[0])
+            for field in fields(Schema):
+                if field.name != "one_of" and getattr(merged, field.name) is None:
+                    setattr(merged, field.name, getattr(schema, field.name))
+            return merged
+        schema.one_of = branches
+    if isinstance(schema.type, list):
+        kinds = [kind for kind in schema.type if kind != OpenAPIType.NULL]
+        schema.type = kinds[0] if len(kinds) == 1 else kinds
+    if schema.enum:
+        schema.enum = [value for value in schema.enum if value is not None]
+    return schema
+
+
 def _finish_operation(path: str, handler: HTTPRouteHandler, operation: Operation) -> None:
+    for parameter in operation.parameters or []:
+        if isinstance(parameter, Parameter) and parameter.schema is not None:
+            parameter.schema = _not_null(parameter.schema)
     if handler.opt.get("exclude_from_auth"):
         # Litestar adds security requirements up the layers and drops an empty list, so a
         # handler cannot say "no token" itself; `security: []` overrides the global requirement.
