@@ -53,6 +53,21 @@ def _database_label() -> str:
     return f"embedded PostgreSQL in {settings.data_dir}"
 
 
+def _stop_embedded() -> int:
+    settings = get_settings()
+    if settings.database_url:
+        print("taskapi: DATABASE_URL is set, so there is no embedded PostgreSQL to stop", file=sys.stderr)
+        return 2
+    from app.embedded import stop_embedded_server
+
+    stop_embedded_server(settings.data_dir)
+    if (settings.data_dir / "postmaster.pid").exists():
+        print(f"taskapi: the embedded PostgreSQL in {settings.data_dir} is still running", file=sys.stderr)
+        return 1
+    print(f"taskapi: the embedded PostgreSQL in {settings.data_dir} is stopped", flush=True)
+    return 0
+
+
 def _exit_0_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -66,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    commands.add_parser("stop-db", help="stop the embedded PostgreSQL (it keeps running after taskapi exits)")
     args = parser.parse_args(argv)
+    if args.command == "stop-db":
+        return _stop_embedded()
 
     try:
         settings = get_settings()

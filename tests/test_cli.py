@@ -111,3 +111,34 @@ def test_serve_no_migrate_starts_with_the_database_down_and_serves_once_it_is_ba
             server.stop()
         stop_embedded(data_dir)
         shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_stop_db_stops_the_embedded_postgresql(tmp_path):
+    """The embedded server outlives taskapi (the next start reuses it); `taskapi stop-db` ends it."""
+    from tests.serverproc import start_embedded, stop_embedded
+
+    data_dir = tmp_path / "pgdata"
+    start_embedded(data_dir)
+    try:
+        assert (data_dir / "postmaster.pid").exists()
+        env = process_env(DATABASE_URL=None, TASKAPI_DATA_DIR=str(data_dir))
+        result = subprocess.run(
+            [*TASKAPI, "stop-db"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "stopped" in result.stdout
+        assert not (data_dir / "postmaster.pid").exists()
+        with_url = subprocess.run(
+            [*TASKAPI, "stop-db"],
+            cwd=PROJECT_ROOT,
+            env=process_env(DATABASE_URL="postgresql://db/x"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert with_url.returncode == 2
+        assert "DATABASE_URL" in with_url.stderr
+    finally:
+        stop_embedded(data_dir)
