@@ -67,7 +67,14 @@ class TaskController(Controller):
         due_before: QueryTime = None,
         due_after: QueryTime = None,
         overdue: Annotated[bool | None, QueryParameter(description="true: due in the past and not done")] = None,
-        q: Annotated[str | None, QueryParameter(max_length=200, description="Words that must all appear")] = None,
+        q: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=tasks.MAX_SEARCH_LENGTH,
+                description=f"Up to {tasks.MAX_SEARCH_WORDS} words that must all appear (case-insensitive substrings"
+                " of the title or description)",
+            ),
+        ] = None,
         sort: TaskSort = None,
         limit: Limit = 20,
         offset: Offset = 0,

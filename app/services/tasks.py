@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -51,6 +52,13 @@ SORT_TYPES: dict[str, type] = {
 }
 DEFAULT_SORT = "-created_at"
 MAX_BULK = 100
+# q: each word costs one LIKE per row the index cannot rule out; long words narrow the most.
+MAX_SEARCH_WORDS = 40
+MAX_SEARCH_LENGTH = 1000
+# What q searches: title and description as one lower-cased text. Words hold no whitespace, so a
+# word is in it iff it is in the title or the description. The trigram index of the migration
+# "trigram search index" is on exactly this expression; the planner uses it only if they match.
+SEARCH_TEXT = """lower("task"."title" || ' ' || "task"."description")"""
 
 # Constraint name -> the body field a client must fix.
 FK_FIELDS = {
@@ -78,7 +86,10 @@ class TaskFilters:
     words: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "words", tuple((self.q or "").split()))
+        # Repeated words add nothing but cost.
+        object.__setattr__(self, "words", tuple(dict.fromkeys((self.q or "").split())))
+        if len(self.words) > MAX_SEARCH_WORDS:
+            raise BadParameterError("q", f"at most {MAX_SEARCH_WORDS} words")
         # OR-sets: order and repeats carry no meaning, so a cursor survives them.
         for name in ("status", "priority", "label_id"):
             object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
@@ -136,9 +147,12 @@ def _where(user_id: int, f: TaskFilters) -> QueryString:
         add(""""task"."due_at" < {} AND "task"."status" <> 'done'""", utcnow())
     elif f.overdue is False:
         add("""("task"."due_at" IS NULL OR "task"."due_at" >= {} OR "task"."status" = 'done')""", utcnow())
+    # One LIKE per word, each an index condition of the trigram index where it exists. (LIKE
+    # ALL(array) would lower the text once per row, but the planner never serves it from a GIN
+    # index; ILIKE lower-cases the whole text again for every word.) The pattern is lower-cased
+    # by PostgreSQL too, so both sides follow the same case rules.
     for word in f.words:
-        pattern = f"%{_escape_like(word)}%"
-        add('("task"."title" ILIKE {} OR "task"."description" ILIKE {})', pattern, pattern)
+        add(f"{SEARCH_TEXT} LIKE lower({{}})", f"%{_escape_like(word)}%")
     return QueryString(" AND ".join(sql), *args)
 
 
@@ -216,9 +230,10 @@ async def list_tasks(
     order = order_sql(Task, keys)
     engine = get_engine()
     if keyset:
-        (rows,) = await engine.fetch_many(
-            _statement(f"SELECT {PAGE_COLUMNS} FROM task WHERE {{}} ORDER BY {order} LIMIT {{}}", where, limit + 1)
-        )
+        with _search_cost(filters):
+            (rows,) = await engine.fetch_many(
+                _statement(f"SELECT {PAGE_COLUMNS} FROM task WHERE {{}} ORDER BY {order} LIMIT {{}}", where, limit + 1)
+            )
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
@@ -236,11 +251,24 @@ async def list_tasks(
             f'SELECT {PAGE_COLUMNS} FROM task WHERE "task"."id" IN (SELECT "task"."id" FROM task WHERE {{}}'
             f" ORDER BY {order} LIMIT {{}} OFFSET {{}})"
         )
-    rows, count = await engine.fetch_many(  # one connection for both, as a hand-written service would
-        _statement(f"{page} ORDER BY {order}", where, limit, offset),
-        _statement("SELECT count(*) AS count FROM task WHERE {}", where),
-    )
+    with _search_cost(filters):
+        rows, count = await engine.fetch_many(  # one connection for both, as a hand-written service would
+            _statement(f"{page} ORDER BY {order}", where, limit, offset),
+            _statement("SELECT count(*) AS count FROM task WHERE {}", where),
+        )
     return TaskPage(items=[_task_with_labels(r) for r in rows], total=count[0]["count"], next_cursor=None)
+
+
+@contextmanager
+def _search_cost(filters: TaskFilters) -> Iterator[None]:
+    """A list statement the server cancelled (its statement timeout) while searching is a 400 on
+    ``q``, which the client can narrow, not an outage to retry (503)."""
+    try:
+        yield
+    except asyncpg.QueryCanceledError:
+        if not filters.words:
+            raise
+        raise BadParameterError("q", "too costly; use fewer or longer words") from None
 
 
 async def get_task(user_id: int, task_id: int) -> Task:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.services.tasks import MAX_SEARCH_LENGTH
 from tests.api.problems import assert_problem, error_fields
 from tests.conftest import ApiUser, count_rows
 
@@ -288,7 +289,7 @@ BAD_TASK_LIST_PARAMETERS = (
     ({"overdue": "often"}, "overdue"),
     ({"due_before": "2030-01-01T00:00:00"}, "due_before"),
     ({"due_after": "yesterday"}, "due_after"),
-    ({"q": "x" * 201}, "q"),
+    ({"q": "x" * (MAX_SEARCH_LENGTH + 1)}, "q"),
     ({"sort": "-"}, "sort"),
     ({"sort": "owner"}, "sort"),
     ({"sort": "id," * 100}, "sort"),

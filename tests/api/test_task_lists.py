@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from app.services.tasks import MAX_SEARCH_LENGTH
+
 TASKS = "/api/v1/tasks"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 SORT_FIELDS = ["created_at", "updated_at", "due_at", "priority", "title", "position", "id"]
@@ -351,7 +353,7 @@ BAD_QUERY_VALUES = [
     ("sort", "title,-title"),
     ("sort", ","),
     ("paginate", "pages"),
-    ("q", "w" * 201),
+    ("q", "w" * (MAX_SEARCH_LENGTH + 1)),
 ]
 
 
