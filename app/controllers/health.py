@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
+from app.errors import RETRY_AFTER_SECONDS
 from app.services import health
 
 
@@ -27,4 +28,4 @@ class HealthController(Controller):
         """200 when the database answers within 2 s (READY_TIMEOUT_SECONDS), 503 (with Retry-After) otherwise."""
         if await health.database_answers():
             return Response({"status": "ready"})
-        return Response({"status": "unavailable"}, status_code=503, headers={"Retry-After": "2"})
+        return Response({"status": "unavailable"}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
