@@ -30,7 +30,7 @@ from app.controllers.auth import AuthController, UserController
 from app.controllers.comments import CommentController
 from app.controllers.health import HealthController
 from app.controllers.labels import LabelController
-from app.controllers.params import REPLAYED_STATE_KEY
+from app.controllers.params import REPLAYED_STATE_KEY, check_query_spelling
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
 from app.db import RequestDeadline, close_pool, start_pool
@@ -72,6 +72,12 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
     if request.route_handler.opt.get("accept_form") and media_type == "application/x-www-form-urlencoded":
         return
     raise HTTPException(status_code=415, detail=f"Content-Type must be application/json, not {media_type!r}")
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """What every request must pass before its handler's arguments are parsed."""
+    check_query_spelling(request)
+    await require_json_body(request)
 
 
 async def add_replay_header(message: Message, scope: Scope) -> None:
@@ -156,7 +162,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=cors_config(settings),
         lifespan=[lifespan, limiter.lifespan],
         exception_handlers=exception_handlers,
-        before_request=require_json_body,
+        before_request=check_request,
         before_send=[add_replay_header, http_hygiene],
         openapi_config=openapi,
         plugins=[*SCHEMA_PLUGINS],

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from litestar import Request, Response
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
@@ -101,6 +103,65 @@ def storable_time(name: str, value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and not in_utc_range(value):
         raise BadParameterError(name, "Datetime out of range")
     return value
+
+
+# Litestar converts query strings leniently (msgspec, strict=False): "1e3" and "1.0" become
+# integers and a bare number becomes an epoch datetime (253402300800 overflowed: a 500). These
+# are the only spellings taskapi accepts, by the type a handler declares for the parameter.
+STRICT_QUERY_SPELLINGS: dict[type, tuple[re.Pattern[str], str]] = {
+    int: (re.compile(r"-?[0-9]+"), "Expected a decimal integer such as 20"),
+    dt.datetime: (
+        re.compile(
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+        ),
+        "Expected an RFC 3339 datetime with a zone, such as 2030-01-31T09:00:00Z",
+    ),
+}
+
+
+def _scalar(annotation: Any) -> Any:
+    """The type of one value of a parameter: unwraps Optional, list[...] and Annotated."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType, list):
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+@functools.cache
+def _strict_query_parameters(handler: Any) -> tuple[tuple[str, re.Pattern[str], str], ...]:
+    """(query key, pattern, message) for each of a handler's query parameters with a strict spelling."""
+    checks = []
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        if isinstance(field.kwarg_definition, QueryParameter):
+            scalar = _scalar(field.annotation)
+            if scalar in STRICT_QUERY_SPELLINGS:  # bool is not int here: exact type lookup
+                checks.append((field.kwarg_definition.query or name, *STRICT_QUERY_SPELLINGS[scalar]))
+    return tuple(checks)
+
+
+def check_query_spelling(request: Request[Any, Any, Any]) -> None:
+    """400 naming every query parameter whose value is not spelled as its declared type requires."""
+    checks = _strict_query_parameters(request.route_handler)
+    if not checks:
+        return
+    params = request.query_params
+    errors = [
+        {"field": key, "source": "query", "message": message}
+        for key, pattern, message in checks
+        if any(pattern.fullmatch(value) is None for value in params.getall(key, ()))
+    ]
+    if errors:
+        exc = BadParameterError(errors[0]["field"], errors[0]["message"])
+        exc.errors = errors
+        exc.detail = "Invalid input: " + ", ".join(e["field"] for e in errors)
+        raise exc
 
 
 def etag(version: int) -> dict[str, str]:
