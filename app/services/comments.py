@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from app.errors import NotFoundError
 from app.services.common import delete_owned, from_row, get_owned, update_owned
 from app.services.idempotency import Idempotency, run_once
@@ -38,7 +40,11 @@ async def create_comment(
 ) -> tuple[Comment, bool]:
     async def create() -> list[dict[str, Any]]:
         await _require_task(user_id, task_id)
-        return await Comment.insert(Comment(owner=user_id, task=task_id, **data)).returning(*Comment._meta.columns)
+        try:
+            return await Comment.insert(Comment(owner=user_id, task=task_id, **data)).returning(*Comment._meta.columns)
+        except asyncpg.ForeignKeyViolationError:
+            # The task was deleted between the check and the insert: it is gone, as a 404 says.
+            raise NotFoundError("Task", task_id) from None
 
     rows, replayed = await run_once(user_id, idempotency, create)
     return from_row(Comment, rows[0]), replayed

@@ -26,6 +26,8 @@ from app.errors import BadParameterError
 from app.settings import get_settings
 
 NULLS_LAST = {"due_at"}
+# The range of the integer columns a cursor can hold (PostgreSQL integer).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,30 @@ def decode_cursor(cursor: str, sort: list[Sort], scope: str, types: list[type]) 
         raise BadParameterError("cursor", "malformed cursor") from None
     if payload.sort != sort_text(sort) or payload.scope != scope or len(payload.values) != len(types):
         raise BadParameterError("cursor", "cursor was issued for a different sort, filter or user")
-    values: list[Any] = []
-    for value, kind in zip(payload.values, types, strict=True):
-        values.append(dt.datetime.fromisoformat(value) if value is not None and kind is dt.datetime else value)
-    return values
+    return [
+        _cursor_value(value, kind, key.field in NULLS_LAST)
+        for value, kind, key in zip(payload.values, types, sort, strict=True)
+    ]
+
+
+def _cursor_value(value: Any, kind: type, nullable: bool) -> Any:
+    """One sort value of a signed cursor, checked against its field's type before it reaches SQL.
+
+    The signature proves the server issued it, not that this code did (another version, or a
+    leaked secret): a value of the wrong type is a 400, never a database error.
+    """
+    if value is None and nullable:
+        return None
+    if kind is int and type(value) is int and INT_MIN <= value <= INT_MAX:
+        return value
+    if kind is str and type(value) is str and "\x00" not in value:
+        return value
+    if kind is dt.datetime and type(value) is str:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+            if parsed.tzinfo is not None:
+                parsed.astimezone(dt.UTC)  # OverflowError when out of range in UTC
+                return parsed
+        except (ValueError, OverflowError):
+            pass
+    raise BadParameterError("cursor", "malformed cursor")
