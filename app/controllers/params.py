@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
+import msgspec
 from litestar import Request, Response
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
@@ -158,10 +159,38 @@ def check_query_spelling(request: Request[Any, Any, Any]) -> None:
         if any(pattern.fullmatch(value) is None for value in params.getall(key, ()))
     ]
     if errors:
+        errors += _other_query_errors(request, {e["field"] for e in errors})
         exc = BadParameterError(errors[0]["field"], errors[0]["message"])
         exc.errors = errors
         exc.detail = "Invalid input: " + ", ".join(e["field"] for e in errors)
         raise exc
+
+
+def _other_query_errors(request: Request[Any, Any, Any], named: set[str]) -> list[dict[str, Any]]:
+    """The errors Litestar would report for the other query parameters, so one 400 names them all.
+
+    Each value is converted as Litestar's signature model converts it (its annotations carry the
+    declared ranges), only on this error path.
+    """
+    handler = request.route_handler
+    annotations = handler.signature_model.__annotations__
+    errors = []
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        key = getattr(field.kwarg_definition, "query", None) or name
+        if not isinstance(field.kwarg_definition, QueryParameter) or key in named or key not in request.query_params:
+            continue
+        values = request.query_params.getall(key)
+        try:
+            msgspec.convert(values if _is_list(field.annotation) else values[0], annotations[name], strict=False)
+        except msgspec.ValidationError as exc:
+            errors.append({"field": key, "source": "query", "message": str(exc).split(" - ")[0]})
+    return errors
+
+
+def _is_list(annotation: Any) -> bool:
+    while get_origin(annotation) in (Annotated, Union, UnionType):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return get_origin(annotation) is list
 
 
 def etag(version: int) -> dict[str, str]:
