@@ -145,9 +145,9 @@ class Settings:
     # client address, failed logins per account and per address. REDIS_URL moves the counts
     # from PostgreSQL to Redis (keys under redis_prefix).
     rate_limit_user: Limit = Limit(1200, 60)
-    rate_limit_public: Limit = Limit(600, 60)
+    rate_limit_public: Limit = Limit(1200, 60)
     login_failures_account: Limit = Limit(10, 900)
-    login_failures_address: Limit = Limit(100, 900)
+    login_failures_address: Limit = Limit(60, 300)
     redis_url: str | None = None
     redis_prefix: str = "taskapi:"
     # Password hashes (argon2id, 64 MiB each) computed at once, and how long a login waits for a

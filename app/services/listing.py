@@ -47,12 +47,11 @@ def parse_sort(raw: str | None, allowed: dict[str, Column], default: str) -> lis
         name = part[1:] if descending else part
         if name not in allowed:
             raise BadParameterError("sort", f"unknown sort field {name!r}; allowed: {', '.join(allowed)}")
-        if name in seen:
-            raise BadParameterError("sort", f"sort field {name!r} given twice")
+        # A repeated key, or any key after the unique id, cannot change the order: it is ignored.
+        if name in seen or "id" in seen:
+            continue
         seen.add(name)
         keys.append(Sort(name, descending))
-        if name == "id":
-            break
     if "id" not in seen:
         keys.append(Sort("id", keys[0].descending))
     return keys

@@ -302,8 +302,8 @@ def test_limit_settings_are_read_from_the_environment(monkeypatch):
 
 def test_defaults_are_the_documented_ones():
     defaults = Settings()
-    assert (defaults.rate_limit_user, defaults.rate_limit_public) == (Limit(1200, 60), Limit(600, 60))
-    assert (defaults.login_failures_account, defaults.login_failures_address) == (Limit(10, 900), Limit(100, 900))
+    assert (defaults.rate_limit_user, defaults.rate_limit_public) == (Limit(1200, 60), Limit(1200, 60))
+    assert (defaults.login_failures_account, defaults.login_failures_address) == (Limit(10, 900), Limit(60, 300))
 
 
 async def test_a_limit_that_is_off_sends_no_fields(limited, alice):
