@@ -117,7 +117,10 @@ STRICT_QUERY_SPELLINGS: dict[type, tuple[re.Pattern[str], str]] = {
         ),
         "Expected an RFC 3339 datetime with a zone, such as 2030-01-31T09:00:00Z",
     ),
+    # Litestar also reads 1, yes, on and null as booleans: the document says true or false.
+    bool: (re.compile(r"true|false"), "Expected true or false"),
 }
+ONCE = "Given more than once; only repeatable parameters may be"
 
 
 def _scalar(annotation: Any) -> Any:
@@ -136,28 +139,30 @@ def _scalar(annotation: Any) -> Any:
 
 
 @functools.cache
-def _strict_query_parameters(handler: Any) -> tuple[tuple[str, re.Pattern[str], str], ...]:
-    """(query key, pattern, message) for each of a handler's query parameters with a strict spelling."""
+def _strict_query_parameters(handler: Any) -> tuple[tuple[str, re.Pattern[str] | None, str, bool], ...]:
+    """(query key, pattern, message, repeatable) for each of a handler's query parameters."""
     checks = []
     for name, field in handler.parsed_fn_signature.parameters.items():
         if isinstance(field.kwarg_definition, QueryParameter):
-            scalar = _scalar(field.annotation)
-            if scalar in STRICT_QUERY_SPELLINGS:  # bool is not int here: exact type lookup
-                checks.append((field.kwarg_definition.query or name, *STRICT_QUERY_SPELLINGS[scalar]))
+            # Exact type lookup: bool is not int here.
+            pattern, message = STRICT_QUERY_SPELLINGS.get(_scalar(field.annotation), (None, ""))
+            checks.append((field.kwarg_definition.query or name, pattern, message, _is_list(field.annotation)))
     return tuple(checks)
 
 
 def check_query_spelling(request: Request[Any, Any, Any]) -> None:
-    """400 naming every query parameter whose value is not spelled as its declared type requires."""
-    checks = _strict_query_parameters(request.route_handler)
-    if not checks:
+    """400 naming every query parameter spelled otherwise than its declared type requires, or
+    given twice where only one value is read."""
+    if not request.scope["query_string"]:
         return
     params = request.query_params
-    errors = [
-        {"field": key, "source": "query", "message": message}
-        for key, pattern, message in checks
-        if any(pattern.fullmatch(value) is None for value in params.getall(key, ()))
-    ]
+    errors = []
+    for key, pattern, message, repeatable in _strict_query_parameters(request.route_handler):
+        values = params.getall(key, ())
+        if len(values) > 1 and not repeatable:
+            errors.append({"field": key, "source": "query", "message": ONCE})
+        elif pattern is not None and any(pattern.fullmatch(value) is None for value in values):
+            errors.append({"field": key, "source": "query", "message": message})
     if errors:
         errors += _other_query_errors(request, {e["field"] for e in errors})
         exc = BadParameterError(errors[0]["field"], errors[0]["message"])

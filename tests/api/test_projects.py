@@ -294,7 +294,8 @@ BAD_LIST_PARAMETERS = [
     ({"offset": "x"}, "offset"),
     ({"archived": "maybe"}, "archived"),
     ({"sort": "color"}, "sort"),
-    ({"sort": "name,name"}, "sort"),
+    ({"sort": "name,colour"}, "sort"),
+    ({"archived": "null"}, "archived"),
 ]
 
 
