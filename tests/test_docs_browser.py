@@ -9,17 +9,14 @@ request the page makes must go to that server.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from tests.serverproc import ServerProcess, run_migrate, server_env, start_server
+from tests.serverproc import ServerProcess, serving
 
 pytestmark = pytest.mark.slow
 
@@ -37,29 +34,11 @@ EMAIL = "ada.docs@example.com"
 PASSWORD = "correct-horse-battery"
 
 
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
 @pytest.fixture
 async def server(admin_url: str) -> AsyncIterator[ServerProcess]:
     """A ``taskapi serve`` process on a fresh, migrated database."""
-    database = f"taskapi_docs_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        env = server_env(_with_database(admin_url, database))
-        await asyncio.to_thread(run_migrate, env)
-        server = start_server(env)
-        try:
-            await asyncio.to_thread(server.wait_healthy)
-            yield server
-        finally:
-            server.stop()
-    finally:
-        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-        await admin.close()
+    async with serving(admin_url, "taskapi_docs") as server:
+        yield server
 
 
 def _operation(page: Page, method: str, path: str) -> Locator:

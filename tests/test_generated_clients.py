@@ -20,18 +20,15 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.serverproc import ServerProcess, run_migrate, server_env, start_server
+from tests.serverproc import ServerProcess, serving
 
 pytestmark = pytest.mark.slow
 
@@ -40,29 +37,11 @@ GENERATOR = Path(sys.executable).with_name("openapi-python-client")
 PACKAGE = "taskapi_client"
 
 
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
 @pytest.fixture
 async def server(admin_url: str) -> AsyncIterator[ServerProcess]:
     """A ``taskapi serve`` process on a fresh, migrated database."""
-    database = f"taskapi_clients_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        env = server_env(_with_database(admin_url, database))
-        await asyncio.to_thread(run_migrate, env)
-        server = start_server(env)
-        try:
-            await asyncio.to_thread(server.wait_healthy)
-            yield server
-        finally:
-            server.stop()
-    finally:
-        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-        await admin.close()
+    async with serving(admin_url, "taskapi_clients") as server:
+        yield server
 
 
 @pytest.fixture
