@@ -423,7 +423,8 @@ class FlexPage(msgspec.Struct, Generic[T]):
 
     items: list[T]
     limit: int
-    total: int | msgspec.UnsetType = msgspec.UNSET
+    # null when more than app.services.tasks.EXACT_TOTAL_MAX items match (offset pages).
+    total: int | msgspec.UnsetType | None = msgspec.UNSET
     offset: int | msgspec.UnsetType = msgspec.UNSET
     next_cursor: str | msgspec.UnsetType | None = msgspec.UNSET
 

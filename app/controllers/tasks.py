@@ -108,7 +108,7 @@ class TaskController(Controller):
         )
         if use_cursor or cursor is not None:
             return FlexPage(items=page.items, limit=limit, next_cursor=page.next_cursor)
-        return FlexPage(items=page.items, limit=limit, total=page.total or 0, offset=offset)
+        return FlexPage(items=page.items, limit=limit, total=page.total, offset=offset)
 
     @post("/", dto=TaskCreateDTO, responses=problem_responses(422))
     async def create_task(

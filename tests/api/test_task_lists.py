@@ -635,3 +635,23 @@ async def test_cursor_survives_reordered_repeated_filter_values(client, alice):
     )
     assert second.status_code == 200
     assert second.json()["items"][0]["id"] != first.json()["items"][0]["id"]
+
+
+async def test_offset_total_is_exact_up_to_the_cap_and_null_beyond(client, alice):
+    # SPEC "Lists at scale": counting stops past EXACT_TOTAL_MAX, so a page never pays for the whole list.
+    from app.db import get_engine
+    from app.services.tasks import EXACT_TOTAL_MAX
+
+    insert = "INSERT INTO task (owner, title, priority) SELECT $1, 'bulk ' || n, $2 FROM generate_series(1, $3) n"
+    await get_engine().fetch(insert, alice.id, 1, EXACT_TOTAL_MAX)
+    body = await _list(client, alice, {"limit": 5})
+    assert (body["total"], len(body["items"])) == (EXACT_TOTAL_MAX, 5)
+
+    await get_engine().fetch(insert, alice.id, 2, 1)
+    body = await _list(client, alice, {"limit": 5, "offset": 10})
+    assert body["total"] is None
+    assert (len(body["items"]), body["offset"], body["limit"]) == (5, 10, 5)
+    # A filter that narrows the list below the cap gets its exact total back.
+    assert (await _list(client, alice, {"priority": 2}))["total"] == 1
+    # Cursor pages never count.
+    assert "total" not in await _list(client, alice, {"paginate": "cursor"})
