@@ -316,12 +316,16 @@ def signature(body: bytes) -> bytes:
     return hmac.new(SECRET.encode(), b"cursor:" + body, hashlib.sha256).digest()[:16]
 
 
+CURSOR_VERSION = 1
+
+
 def scope(user_id: int, filters: dict[str, Any]) -> str:
-    return hashlib.sha256(msgspec.json.encode([user_id, filters], order="sorted")).hexdigest()[:16]
+    given = {k: v for k, v in filters.items() if v is not None and v != []}  # only the filters given
+    return hashlib.sha256(msgspec.json.encode([user_id, given], order="sorted")).hexdigest()[:16]
 
 
 def encode_cursor(keys: list[tuple[str, bool]], scope_: str, values: list[Any]) -> str:
-    body = msgspec.json.encode([sort_text(keys), scope_, values])
+    body = msgspec.json.encode([CURSOR_VERSION, sort_text(keys), scope_, values])
     return base64.urlsafe_b64encode(signature(body) + body).decode().rstrip("=")
 
 
@@ -334,9 +338,11 @@ def decode_cursor(cursor: str, keys: list[tuple[str, bool]], scope_: str) -> lis
     if len(sig) != 16 or not hmac.compare_digest(sig, signature(body)):
         raise FieldError(400, "cursor", "invalid cursor (tampered or issued by another server)")
     try:
-        sort, scope_in, values = msgspec.json.decode(body, type=tuple[str, str, list[Any]])
+        version, sort, scope_in, values = msgspec.json.decode(body, type=tuple[int, str, str, list[Any]])
     except msgspec.DecodeError:
         raise FieldError(400, "cursor", "malformed cursor") from None
+    if version != CURSOR_VERSION:
+        raise FieldError(400, "cursor", "cursor from an older version; start again")
     if sort != sort_text(keys) or scope_in != scope_ or len(values) != len(keys):
         raise FieldError(400, "cursor", "cursor was issued for a different sort, filter or user")
     return [

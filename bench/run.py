@@ -42,7 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +321,7 @@ def deep_cursor(data: BenchData) -> str:
             data.rows - 51,
         )
     )
-    return encode_cursor(keys, scope_fingerprint(data.user_id, asdict(TaskFilters())), list(rows[0]))
+    return encode_cursor(keys, scope_fingerprint(data.user_id, TaskFilters()), list(rows[0]))
 
 
 # --------------------------------------------------------------------------------------------
