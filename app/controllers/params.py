@@ -48,8 +48,8 @@ ProjectSort = Annotated[str | None, sort_parameter(projects.SORTABLE)]
 LabelSort = Annotated[str | None, sort_parameter(labels.SORTABLE)]
 TaskSort = Annotated[str | None, sort_parameter(tasks.SORTABLE)]
 
-_ETAG = re.compile(r'^\s*(W/)?"(\d{1,10})"\s*$')
-_ANY = re.compile(r"^\s*\*\s*$")
+# One entity tag, or * for any current version; the document carries the same pattern.
+_IF_MATCH = re.compile(r'^\s*(?:(W/)?"(\d{1,10})"|(\*))\s*$')
 
 IfMatch = Annotated[
     str | None,
@@ -58,7 +58,7 @@ IfMatch = Annotated[
         max_length=100,
         description='Expected version, as the ETag: "3" (or * for any)',
         # Documentation only: expected_version refuses the rest with a 400 naming the header.
-        schema_extra={"pattern": f"{_ETAG.pattern}|{_ANY.pattern}"},
+        schema_extra={"pattern": _IF_MATCH.pattern},
     ),
 ]
 IdempotencyKeyHeader = Annotated[
@@ -74,11 +74,13 @@ IdempotencyKeyHeader = Annotated[
 
 def expected_version(if_match: str | None) -> int | None:
     """The version named by If-Match, None when absent or ``*`` (any current version)."""
-    if if_match is None or _ANY.match(if_match):
+    if if_match is None:
         return None
-    match = _ETAG.match(if_match)
+    match = _IF_MATCH.match(if_match)
     if match is None:
         raise BadParameterError("If-Match", 'expected an ETag like "3"', source="header")
+    if match.group(3):
+        return None
     weak, version = match.group(1), int(match.group(2))
     # If-Match compares strongly (RFC 9110 13.1.1), so a weak tag never matches, and neither does
     # a well-formed tag beyond the column's range: 0 is never a current version (412).
