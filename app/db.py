@@ -51,10 +51,10 @@ class TaskapiTransaction(PostgresTransaction):
     """Piccolo's transaction, made safe for outages.
 
     Piccolo 1.38 acquires from the pool without a timeout, and when ``BEGIN``, ``COMMIT`` or
-    ``ROLLBACK`` fails (the server went away mid-transaction) it never releases the connection,
-    so the pool shrinks until requests hang. Here the acquire is bounded, the connection is
-    always released (terminated when its state is unknown), and a failed rollback does not
-    hide the error that caused it.
+    ``ROLLBACK`` fails (refused, or cut off by the request's deadline) it never releases the
+    connection, so the pool shrinks until requests hang (UPSTREAM.md, Piccolo). Here the acquire
+    is bounded, the connection is always released (terminated when its state is unknown), and a
+    failed rollback does not hide the error that caused it.
     """
 
     engine: TaskapiEngine
