@@ -49,7 +49,7 @@ JSON_TYPES = ("application/json",)
 
 def _swagger_ui_assets() -> Path:
     """Swagger UI 5 (it reads OpenAPI 3.1) as shipped in swagger-ui-py's ``static`` folder."""
-    # Located without importing swagger_ui: its import pulls in jinja2 and yaml (~0.4 s) for nothing.
+    # Located without importing swagger_ui: its import pulls in jinja2 and yaml for nothing.
     spec = importlib.util.find_spec("swagger_ui")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the swagger-ui-py package (the docs' assets) is not installed")

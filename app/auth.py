@@ -6,9 +6,9 @@ so every older token is refused with 401.
 
 Every route needs a token unless it opts out with ``opt={"exclude_from_auth": True}`` (or is
 under /schema), so a new endpoint is protected by default. The middleware is Litestar's
-AbstractAuthenticationMiddleware with PyJWT doing the verification. Litestar's JWT backend did
+AbstractAuthenticationMiddleware with PyJWT doing the verification: Litestar's JWT backend did
 the same work through a Token dataclass (claims converted to datetimes and validated a second
-time), which bench/run.py --profile measured at about a twentieth of a GET's CPU.
+time), a cost on every request (bench/README.md).
 """
 
 from __future__ import annotations

@@ -135,8 +135,8 @@ class TaskapiEngine(PostgresEngine):
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run one fixed statement (``$n`` placeholders) on the current transaction or the pool.
 
-        For measured hot paths only: it skips Piccolo's per-call query building and row
-        post-processing, and asyncpg caches the prepared statement per connection.
+        For hot paths only: it skips Piccolo's per-call query building and row post-processing,
+        and asyncpg caches the prepared statement per connection.
         """
         transaction = self.current_transaction.get()
         if transaction is not None:
@@ -167,7 +167,7 @@ class TaskapiEngine(PostgresEngine):
 
         With an idle connection there is nothing to wait for, and no timer is armed: a timer per
         statement (asyncpg's ``acquire(timeout=...)`` even makes a Task per acquire on Python
-        3.11) was a few per cent of a GET's CPU in bench/run.py --profile.
+        3.11) shows in a GET's CPU.
         """
         pool = self.pool
         if not pool:
@@ -251,7 +251,6 @@ async def keep_session(connection: asyncpg.Connection) -> None:
     trip per query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) for session
     state taskapi never creates: it takes only transaction-scoped advisory locks and never SETs,
     LISTENs or DECLAREs a cursor on a pooled connection (server settings are connection options).
-    That round trip was about a sixth of a request's CPU in bench/run.py --profile.
     """
 
 

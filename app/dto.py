@@ -177,9 +177,7 @@ class _Backend(DTOCodegenBackend):
         return struct
 
     def encode_data(self, data: Any) -> Any:
-        # Read rows through their __dict__: every Piccolo column is a descriptor (a ForeignKey's
-        # attribute access even calls dir()), which made the DTO transfer of a 50-task page cost
-        # 3x more (measured with bench/run.py --profile).
+        # Read rows through their __dict__: every Piccolo column is a descriptor, a call per field.
         if self.wrapper_attribute_name:
             setattr(data, self.wrapper_attribute_name, _values(getattr(data, self.wrapper_attribute_name)))
             return super().encode_data(data)
@@ -260,8 +258,8 @@ def _body_errors(raw: bytes, struct: type[msgspec.Struct]) -> list[dict[str, str
 
 
 # Litestar finds a handler's DTO backends by ``handler_id``, a string it formats anew on every
-# request from the handler's qualified name and its layers' ids (about 2 us). A handler's layers
-# are fixed once the app is built, so its id is kept here.
+# request from the handler's qualified name and its layers' ids. A handler's layers are fixed
+# once the app is built, so its id is kept here.
 _HANDLER_IDS: WeakKeyDictionary[Any, str] = WeakKeyDictionary()
 
 

@@ -1,7 +1,7 @@
 """Password hashing with argon2id: bounded, at low CPU priority, off the event loop.
 
-Each hash takes 64 MiB and (p=4) up to four threads. Unbounded, eight connections of wrong
-logins cut another user's GET from 450 to 20 req/s and grew the worker to 475 MB. So:
+Each hash takes 64 MiB and (p=4) up to four threads. Unbounded, a flood of wrong logins starved
+every other request and grew the worker's memory (numbers in bench/README.md). So:
 
 - at most ``password_hash_concurrency`` hashes run at once (default: half the cores), which
   bounds memory at that many times 64 MiB;

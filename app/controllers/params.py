@@ -24,8 +24,7 @@ T = TypeVar("T")
 MAX_ID = 2_147_483_647
 
 # A request whose ``user`` is the authenticated caller (set by app.auth's middleware). Handlers
-# read ``request.user.id``: resolving it as a dependency instead cost about 30 us per request
-# (a GET is about 450 us of CPU), measured in-process against bench/raw_app.py.
+# read ``request.user.id``: a dependency would cost a noticeable share of a GET (bench/README.md).
 UserRequest = Request[Principal, Any, Any]
 
 ObjectId = Annotated[int, PathParameter(ge=1, le=MAX_ID, description="Object id")]

@@ -116,9 +116,9 @@ def _escape_like(word: str) -> str:
 def _where(user_id: int, f: TaskFilters) -> QueryString:
     """The list's WHERE: SQL fragments in one QueryString (Piccolo numbers the ``$n``).
 
-    Written as text, like the rest of the list statement: composing it from Piccolo columns
-    cost 0.6 ms per request (a ForeignKey column calls dir() on attribute access), measured
-    with bench/run.py --profile. Every value is a bound parameter.
+    Written as text, like the rest of the list statement: composing it from Piccolo columns per
+    request is slow (a ForeignKey column calls dir() on attribute access; UPSTREAM.md). Every
+    value is a bound parameter.
     """
     sql = ['"task"."owner" = {}']
     args: list[Any] = [user_id]
@@ -159,8 +159,8 @@ def _where(user_id: int, f: TaskFilters) -> QueryString:
 
 
 # Fixed statements on the hot paths: building the equivalent Piccolo join (TaskLabel.label.name,
-# ...) on every request cost more CPU than running it (each ForeignKey attribute access copies
-# columns and calls dir()), measured with bench/run.py --profile.
+# ...) on every request costs more CPU than running it (each ForeignKey attribute access copies
+# columns and calls dir()).
 LABELS_OF_TASKS = (
     "SELECT tl.task, l.id, l.name, l.color FROM task_label tl JOIN label l ON l.id = tl.label"
     " WHERE tl.task = ANY({}::integer[]) ORDER BY l.name, l.id"
@@ -184,9 +184,8 @@ async def attach_labels(tasks: list[Task]) -> list[Task]:
 
 
 # Reads carry the labels in the same statement as the tasks, as a JSON column: a page or one
-# task is one round trip. GET /tasks/{id}, the most frequent request, is one fixed statement:
-# against a Piccolo select plus attach_labels it doubled req/s in bench/run.py (get_one,
-# taskapi/raw 0.34 -> 0.73), as Piccolo rebuilds the SELECT on every call.
+# task is one round trip. GET /tasks/{id}, the most frequent request, is one fixed statement,
+# as Piccolo would rebuild the SELECT on every call.
 COLUMNS = [c._meta.db_column_name for c in Task._meta.columns]
 # A task's labels as the API shows them (sorted by name, then id), as a JSON array.
 LABELS_JSON = (
@@ -241,9 +240,8 @@ async def list_tasks(
         next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
         return TaskPage(items=[_task_with_labels(r) for r in rows], total=None, next_cursor=next_cursor)
     # Labels are built for the page's rows only (a select-list subquery under OFFSET would run
-    # for every skipped row). Past the first page the skipped rows are bare ids: sorting and
-    # skipping whole rows made deep offsets several times slower; on the first page, fetching
-    # by id again would only add work (both measured with bench/run.py, offset_* and list_50).
+    # for every skipped row). Past the first page the skipped rows are bare ids, cheaper to sort
+    # and skip than whole rows; on the first page, fetching by id again would only add work.
     if offset == 0:
         page = (
             f"SELECT {PAGE_COLUMNS} FROM (SELECT * FROM task WHERE {{}} ORDER BY {order} LIMIT {{}} OFFSET {{}}) task"
@@ -293,10 +291,9 @@ def _task_with_labels(record: Any) -> Task:
     return from_row(Task, row)
 
 
-# Writes on the hot path are one statement each, as in a hand-written service (measured with
-# bench/run.py: Piccolo rebuilt each INSERT/UPDATE on every request, and labels cost extra
-# round trips). The SQL is derived from the Task table once and cached by asyncpg as a
-# prepared statement.
+# Writes on the hot path are one statement each, as in a hand-written service (Piccolo would
+# rebuild each INSERT/UPDATE on every request, and labels would cost extra round trips). The SQL
+# is derived from the Task table once and cached by asyncpg as a prepared statement.
 # Every column but those the database fills (id, and version from its default), with the SQL
 # type each parameter is cast to, read from the table.
 _INSERTED = tuple(c._meta.db_column_name for c in Task._meta.columns if c._meta.name not in {"id", "version"})
