@@ -54,8 +54,9 @@ DEFAULT_SORT = "-created_at"
 # SPEC "Lists at scale": an offset page's total is exact up to here, null beyond (page by cursor).
 EXACT_TOTAL_MAX = 10_000
 MAX_BULK = 100
-# q: each word costs one LIKE per row the index cannot rule out; long words narrow the most.
+# q: at most this many words, and this many of them (the longest) as trigram index conditions.
 MAX_SEARCH_WORDS = 40
+INDEXED_SEARCH_WORDS = 2
 MAX_SEARCH_LENGTH = 1000
 # What q searches: title and description as one lower-cased text. Words hold no whitespace, so a
 # word is in it iff it is in the title or the description. The trigram index of the migration
@@ -149,13 +150,23 @@ def _where(user_id: int, f: TaskFilters) -> QueryString:
         add(""""task"."due_at" < {} AND "task"."status" <> 'done'""", utcnow())
     elif f.overdue is False:
         add("""("task"."due_at" IS NULL OR "task"."due_at" >= {} OR "task"."status" = 'done')""", utcnow())
-    # One LIKE per word, each an index condition of the trigram index where it exists. (LIKE
-    # ALL(array) would lower the text once per row, but the planner never serves it from a GIN
-    # index; ILIKE lower-cases the whole text again for every word.) The pattern is lower-cased
-    # by PostgreSQL too, so both sides follow the same case rules.
-    for word in f.words:
-        add(f"{SEARCH_TEXT} LIKE lower({{}})", f"%{_escape_like(word)}%")
+    for fragment, patterns in _search(f.words):
+        add(fragment, *patterns)
     return QueryString(" AND ".join(sql), *args)
+
+
+def _search(words: Sequence[str]) -> Iterator[tuple[str, list[str]]]:
+    """The WHERE fragments of ``q``: every word must be in SEARCH_TEXT.
+
+    The longest words each get a LIKE the trigram index can serve (they narrow the most); the
+    rest share one LIKE ALL, which lower-cases a row's text once instead of once per word (the
+    index never serves LIKE ALL). Patterns are lower-cased by PostgreSQL, as the text is.
+    """
+    patterns = [f"%{_escape_like(word)}%" for word in sorted(words, key=len, reverse=True)]
+    for pattern in patterns[:INDEXED_SEARCH_WORDS]:
+        yield f"{SEARCH_TEXT} LIKE lower({{}})", [pattern]
+    if rest := patterns[INDEXED_SEARCH_WORDS:]:
+        yield f"{SEARCH_TEXT} LIKE ALL (ARRAY[{', '.join('lower({})' for _ in rest)}])", rest
 
 
 # Fixed statements on the hot paths: building the equivalent Piccolo join (TaskLabel.label.name,
