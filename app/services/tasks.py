@@ -56,7 +56,7 @@ EXACT_TOTAL_MAX = 10_000
 MAX_BULK = 100
 # q: at most this many words, and this many of them (the longest) as trigram index conditions.
 MAX_SEARCH_WORDS = 40
-INDEXED_SEARCH_WORDS = 2
+INDEXED_SEARCH_WORDS = 4
 MAX_SEARCH_LENGTH = 1000
 # What q searches: title and description as one lower-cased text. Words hold no whitespace, so a
 # word is in it iff it is in the title or the description. The trigram index of the migration
