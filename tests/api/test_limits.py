@@ -9,6 +9,7 @@ truncated after each test) or, for the Redis tests, under a key prefix unique to
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -25,7 +26,8 @@ from tests.api.problems import assert_problem, run_sql
 ME = "/api/v1/users/me"
 TOKEN = "/api/v1/auth/token"
 REGISTER = "/api/v1/auth/register"
-REDIS_URL = "redis://127.0.0.1:6379/7"
+# A Redis the suite may write keys to (under a prefix unique to the run), like TEST_DATABASE_URL.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 RATELIMIT = re.compile(r'^"(?P<name>[a-z-]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
 
 
