@@ -1,7 +1,7 @@
 """Tasks: filters, sorting, offset and keyset pages, subtasks, labels, bulk writes.
 
 Every list answer costs a fixed number of statements whatever the page size: the page with its
-labels, and its count (offset pages only), both on one connection.
+labels, and its count (offset pages only, and only when the page does not reach the list's end).
 """
 
 from __future__ import annotations
@@ -263,14 +263,16 @@ async def list_tasks(
             f" ORDER BY {order} LIMIT {{}} OFFSET {{}})"
         )
     with _search_cost(filters):
-        rows, count = await engine.fetch_many(  # one connection for both, as a hand-written service would
-            _statement(f"{page} ORDER BY {order}", where, limit, offset),
+        sql, values = _statement(f"{page} ORDER BY {order}", where, limit, offset)
+        rows = await engine.fetch(sql, *values)
+        if len(rows) < limit and (rows or offset == 0):
+            total = offset + len(rows)  # this page ends the list: nothing left to count
+        else:
             # Counting stops past EXACT_TOTAL_MAX, so a page's cost does not grow with the list.
-            _statement(
+            sql, values = _statement(
                 "SELECT count(*) AS count FROM (SELECT 1 FROM task WHERE {} LIMIT {}) n", where, EXACT_TOTAL_MAX + 1
-            ),
-        )
-    total = count[0]["count"]
+            )
+            total = (await engine.fetch(sql, *values))[0]["count"]
     return TaskPage(
         items=[_task_with_labels(r) for r in rows], total=total if total <= EXACT_TOTAL_MAX else None, next_cursor=None
     )

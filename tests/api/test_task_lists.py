@@ -655,3 +655,14 @@ async def test_offset_total_is_exact_up_to_the_cap_and_null_beyond(client, alice
     assert (await _list(client, alice, {"priority": 2}))["total"] == 1
     # Cursor pages never count.
     assert "total" not in await _list(client, alice, {"paginate": "cursor"})
+
+
+async def test_a_page_that_ends_the_list_skips_the_count_and_keeps_total_exact(client, alice, query_counter):
+    await _bulk(client, alice, [{"title": f"t{i}"} for i in range(7)])
+    # Extra statements beyond a page that ends the list: none, or the one count.
+    cases = [({"limit": 5, "offset": 5}, 0), ({"limit": 7}, 1), ({"limit": 5}, 1), ({"offset": 50}, 1)]
+    base, _ = await _count(client, alice, query_counter, TASKS, {"limit": 20})
+    for params, extra in cases:
+        cost, body = await _count(client, alice, query_counter, TASKS, params)
+        assert body["total"] == 7, params
+        assert cost == base + extra, params
