@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from tests.dbserver import with_database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TASKAPI = [sys.executable, "-m", "app.cli"]
@@ -111,11 +112,10 @@ async def serving(admin_url: str, prefix: str, **env: str) -> AsyncIterator[Serv
     import asyncpg
 
     database = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(admin_url)
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        server_vars = server_env(urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, "")), **env)
+        server_vars = server_env(with_database(admin_url, database), **env)
         await asyncio.to_thread(run_migrate, server_vars)
         server = start_server(server_vars)
         try:

@@ -12,12 +12,12 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 
+from tests.dbserver import with_database
 from tests.serverproc import run_migrate, server_env, start_server
 
 pytestmark = pytest.mark.slow
@@ -26,11 +26,6 @@ SHUTDOWN_TIMEOUT = 8
 BURST = 400
 CONCURRENCY = 40
 SIGNAL_AFTER = 40  # successful creates before SIGTERM
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
 @dataclass
@@ -59,7 +54,7 @@ async def test_sigterm_mid_burst_drains_stores_every_2xx_closes_the_pool_and_exi
     database = f"taskapi_shutdown_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{database}"')
-    database_url = _with_database(admin_url, database)
+    database_url = with_database(admin_url, database)
     server = None
     try:
         env = server_env(database_url, TASKAPI_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT))
