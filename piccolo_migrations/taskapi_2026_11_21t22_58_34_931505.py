@@ -111,7 +111,8 @@ async def _run(statements: list[str]) -> None:
     engine = engine_finder()
     assert engine is not None
     for statement in statements:
-        await engine._run_in_new_connection(statement)
+        # On the migration's transaction (MigrationManager.run opens it): a failure undoes them all.
+        await engine.run_ddl(statement)
 
 
 async def forwards():
