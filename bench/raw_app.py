@@ -10,9 +10,14 @@ taskapi, so ``taskapi / raw`` shows what the ORM, the DTO layer and the service 
 - owner scoping in every statement (another user's task is a 404);
 - the same validation limits (title 1..500, description <= 20 000, status and priority enums,
   zoned datetimes, label_ids <= 100, limit 1..100, offset >= 0, unknown body fields refused);
-- the same shapes: the task object with ``labels`` sorted by name, offset pages with ``total``,
-  keyset pages with ``next_cursor`` (the same signed cursor format, so one cursor works on both);
+- the same shapes: the task object with ``labels`` sorted by name, offset pages with ``total``
+  (exact up to 10 000 matches, null beyond; not counted when the page ends the list), keyset
+  pages with ``next_cursor`` (the same signed cursor format, so one cursor works on both);
 - writes are one statement each (labels checked and linked in the same statement).
+
+It serves its own explicit list of task fields (``TaskOut``; the statements select exactly those
+columns), so a column added to taskapi changes nothing here: bench/run.py compares only the fields
+this app serves.
 
 Endpoints: GET/POST /api/v1/tasks, GET/PATCH /api/v1/tasks/{task_id}, GET /health. List filters:
 project_id, status, priority, label_id, due_before, due_after; sort as taskapi.
@@ -63,6 +68,8 @@ UNSET = msgspec.UNSET
 
 
 class TaskOut(msgspec.Struct):
+    """The task fields this app serves, in the order its statements select them."""
+
     id: int
     project_id: int | None
     parent_id: int | None
@@ -81,7 +88,7 @@ class TaskOut(msgspec.Struct):
 
 class OffsetPage(msgspec.Struct):
     items: list[TaskOut]
-    total: int
+    total: int | None
     limit: int
     offset: int
 
@@ -121,10 +128,8 @@ COLUMN = {"project_id": "project", "parent_id": "parent"}
 # --------------------------------------------------------------------------------------------
 # SQL
 
-COLUMNS = (
-    "t.id, t.project, t.parent, t.title, t.description, t.status, t.priority, t.due_at, t.completed_at,"
-    " t.position, t.version, t.created_at, t.updated_at"
-)
+# Exactly TaskOut's columns, in its order (labels come last, from LABELS_OF_T / labels_of_ids).
+COLUMNS = ", ".join(f"t.{COLUMN.get(name, name)}" for name in TaskOut.__struct_fields__ if name != "labels")
 LABELS_OF_T = (
     "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
     " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = t.id),"
@@ -159,6 +164,7 @@ SELECT {COLUMNS}, {labels_of_ids("$10::int[]", "$1")} FROM t
 """
 
 SORTABLE = ("created_at", "updated_at", "due_at", "priority", "title", "position", "id")
+EXACT_TOTAL_MAX = 10_000  # SPEC "Lists at scale": total is exact up to here, null beyond
 SORT_TYPES: dict[str, type] = {"created_at": dt.datetime, "updated_at": dt.datetime, "due_at": dt.datetime}
 NULLS_LAST = {"due_at"}
 FK_FIELDS = {
@@ -417,8 +423,23 @@ async def list_tasks(
         )
         async with db().acquire() as conn:
             rows = await conn.fetch(sql, *args)
-            total = await conn.fetchval(f"SELECT count(*) FROM task t WHERE {' AND '.join(where)}", *filter_args)
-        return json_response(OffsetPage(items=[task_out(r) for r in rows], total=total, limit=limit, offset=offset))
+            if len(rows) < limit and (rows or offset == 0):
+                total = offset + len(rows)  # this page ends the list: nothing left to count
+            else:
+                filter_args.append(EXACT_TOTAL_MAX + 1)
+                total = await conn.fetchval(
+                    f"SELECT count(*) FROM (SELECT 1 FROM task t WHERE {' AND '.join(where)}"
+                    f" LIMIT ${len(filter_args)}) n",
+                    *filter_args,
+                )
+        return json_response(
+            OffsetPage(
+                items=[task_out(r) for r in rows],
+                total=total if total <= EXACT_TOTAL_MAX else None,
+                limit=limit,
+                offset=offset,
+            )
+        )
     filters = {
         "project_id": project_id, "inbox": None, "parent_id": None, "status": status or [],
         "priority": priority or [], "label_id": label_id or [], "due_before": due_before,
@@ -443,7 +464,7 @@ async def get_task(user_id: int, task_id: TaskId) -> Response:
     row = await db().fetchrow(GET_ONE, task_id, user_id)
     if row is None:
         raise FieldError(404, "task_id", f"Task {task_id} does not exist")
-    return json_response(task_out(row), headers={"ETag": f'"{row[10]}"'})
+    return json_response(task_out(row), headers={"ETag": f'"{row["version"]}"'})
 
 
 def fk_error(exc: asyncpg.ForeignKeyViolationError) -> FieldError:
@@ -470,7 +491,7 @@ async def create_task(user_id: int, data: TaskCreate) -> Response:
             raise fk_error(exc) from None
         if row is None:
             raise FieldError(422, "label_ids", f"labels {await missing_labels(conn, user_id, label_ids)} do not exist")
-    return json_response(task_out(row), 201, {"Location": f"/api/v1/tasks/{row[0]}", "ETag": f'"{row[10]}"'})
+    return json_response(task_out(row), 201, {"Location": f"/api/v1/tasks/{row['id']}", "ETag": f'"{row["version"]}"'})
 
 
 @patch("/api/v1/tasks/{task_id:int}")
@@ -546,7 +567,7 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
             if label_ids and (missing := await missing_labels(conn, user_id, label_ids)):
                 raise FieldError(422, "label_ids", f"labels {missing} do not exist")
             raise FieldError(412, "If-Match", f"Task has changed: its current version is {version}")
-    return json_response(task_out(row), headers={"ETag": f'"{row[10]}"'})
+    return json_response(task_out(row), headers={"ETag": f'"{row["version"]}"'})
 
 
 @get("/health")

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -134,8 +135,8 @@ def _words(rng: random.Random, low: int, high: int) -> str:
 
 def _tasks(
     rng: random.Random, owner: int, first_id: int, count: int, projects: list[int], labels: list[int], now: dt.datetime
-) -> tuple[list[tuple], list[tuple[int, int]]]:
-    """``count`` task rows (ids first_id..) and their task_label links."""
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """``count`` task rows (ids first_id..), by column name, and their task_label links."""
     span = 730 * 86400
     # Creation times grow with the id, like a real account filled over two years.
     offsets = sorted(rng.random() * span for _ in range(count))
@@ -143,7 +144,7 @@ def _tasks(
     # A few big projects and a long tail (Zipf-like).
     project_weights = [1 / (i + 1) ** 0.8 for i in range(len(projects))]
     statuses = ["todo", "in_progress", "done"]
-    rows: list[tuple] = []
+    rows: list[dict[str, Any]] = []
     links: list[tuple[int, int]] = []
     project_choices = rng.choices(projects, weights=project_weights, k=count) if projects else [None] * count
     for i in range(count):
@@ -158,20 +159,35 @@ def _tasks(
         parent = first_id + rng.randrange(i) if i > 0 and rng.random() < 0.08 else None
         description = "" if rng.random() < 0.3 else _words(rng, 5, 40)
         rows.append(
-            (
-                task_id, owner, project, parent, _words(rng, 3, 8).capitalize(), description, status, priority,
-                due, completed, rng.randrange(1000), rng.randint(1, 3), created, updated,
-            )
+            {
+                "id": task_id, "owner": owner, "project": project, "parent": parent,
+                "title": _words(rng, 3, 8).capitalize(), "description": description, "status": status,
+                "priority": priority, "due_at": due, "completed_at": completed, "position": rng.randrange(1000),
+                "version": rng.randint(1, 3), "created_at": created, "updated_at": updated,
+            }
         )  # fmt: skip
         k = rng.choices((0, 1, 2, 3), weights=(35, 35, 20, 10))[0]
         links.extend((task_id, label) for label in rng.sample(labels, k))
     return rows, links
 
 
-TASK_COLUMNS = [
-    "id", "owner", "project", "parent", "title", "description", "status", "priority", "due_at",
-    "completed_at", "position", "version", "created_at", "updated_at",
-]  # fmt: skip
+async def _copy(conn: asyncpg.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """COPY generated rows into ``table``, naming the generated columns; any other column of the
+    table takes its default, so a column added by a migration needs nothing here unless it is
+    NOT NULL without a default, which fails here by name."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    required = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = $1 AND is_nullable = 'NO' AND column_default IS NULL AND NOT column_name = ANY($2)",
+        table,
+        columns,
+    )
+    if required:
+        names = ", ".join(f"{table}.{r[0]}" for r in required)
+        raise SystemExit(f"seed: {names} is NOT NULL without a default; bench/seed.py must generate it")
+    await conn.copy_records_to_table(table, records=[tuple(r.values()) for r in rows], columns=columns)
 
 
 async def _fill(db_url: str, rows: int, password_hash: str, log) -> BenchData:
@@ -233,15 +249,15 @@ async def _fill(db_url: str, rows: int, password_hash: str, log) -> BenchData:
         for first in range(0, rows, batch):
             count = min(batch, rows - first)
             task_rows, links = _tasks(rng, user_id, first + 1, count, user_projects, user_labels, now)
-            await conn.copy_records_to_table("task", records=task_rows, columns=TASK_COLUMNS)
+            await _copy(conn, "task", task_rows)
             await conn.copy_records_to_table("task_label", records=links, columns=["task", "label"])
             log(f"  {first + count:>9,} tasks ({time.monotonic() - started:.0f} s)")
         neighbour_rows = max(10, min(rows // 100, 5000))
         task_rows, links = _tasks(
             rng, neighbour_id, rows + 1, neighbour_rows, neighbour_projects, neighbour_labels, now
         )
-        task_rows = [(*r[:3], None, *r[4:]) for r in task_rows]  # no cross-links into the bench user's ids
-        await conn.copy_records_to_table("task", records=task_rows, columns=TASK_COLUMNS)
+        task_rows = [{**r, "parent": None} for r in task_rows]  # no cross-links into the bench user's ids
+        await _copy(conn, "task", task_rows)
         await conn.copy_records_to_table("task_label", records=links, columns=["task", "label"])
         await conn.execute("SELECT setval('task_id_seq', (SELECT max(id) FROM task))")
 
