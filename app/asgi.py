@@ -33,7 +33,7 @@ from app.controllers.labels import LabelController
 from app.controllers.params import REPLAYED_STATE_KEY, check_query_spelling
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
-from app.db import RequestDeadline, close_pool, start_pool
+from app.db import RequestDeadline, close_pool, read_routing, start_pool
 from app.errors import exception_handlers
 from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
 from app.openapi import SCHEMA_PLUGINS, document_api, operation_id
@@ -158,6 +158,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             auth_middleware(settings),
             # Inside authentication: it counts per user, and a refused token costs no count.
             rate_limit_middleware(limiter),
+            # Replica reads (DATABASE_REPLICA_URLS): needs the user, and leaves the limiter on the primary.
+            *read_routing(settings),
         ],
         cors_config=cors_config(settings),
         lifespan=[lifespan, limiter.lifespan],

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from app.settings import PROJECT_ROOT, SettingsError, check_listen_address, get_settings
 
@@ -25,25 +26,75 @@ async def migrate() -> bool:
     """Apply pending migrations under a PostgreSQL advisory lock. Returns True on success.
 
     Two instances starting together both call this; the second waits for the first, then finds
-    nothing left to do.
+    nothing left to do. Everything runs on DATABASE_DIRECT_URL: a transaction pooler would drop
+    the session's lock between statements.
     """
     _prepare_piccolo()
     import asyncpg
-    from piccolo.apps.migrations.commands.forwards import run_forwards
 
     from app.db import engine_config
 
-    config = engine_config()
+    settings = get_settings()
+    config = engine_config(settings, direct=True)
     connection = await asyncpg.connect(dsn=config["dsn"], timeout=config["timeout"])
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
         try:
-            result = await run_forwards(app_name="all", migration_id="all")
+            # Before the engine exists: creating it opens a first session (Piccolo's version
+            # check), through PgBouncer too, and a server session keeps the defaults it began with.
+            await apply_database_settings(connection)
+            return await _run_migrations(config)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     finally:
         await connection.close()
+
+
+async def _run_migrations(direct_config: dict[str, Any]) -> bool:
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    from app.db import get_engine
+
+    engine = get_engine()
+    pooled_config = engine.config
+    # Piccolo runs migrations through the app's engine: point it at the direct server meanwhile.
+    engine.config = direct_config
+    try:
+        result = await run_forwards(app_name="all", migration_id="all")
+    finally:
+        engine.config = pooled_config
     return bool(result.success)
+
+
+# Read-your-writes for replica reads (app/db.py ReadRouting): each user's last write position,
+# read and written on the primary only. UNLOGGED: no WAL per write; emptied by a crash, and a
+# user without a row then reads from a replica only once it has replayed the primary's present.
+READ_POSITION_DDL = """
+CREATE UNLOGGED TABLE IF NOT EXISTS taskapi_read_position (
+    user_id integer PRIMARY KEY,
+    lsn pg_lsn NOT NULL
+)
+"""
+
+
+async def apply_database_settings(connection: Any) -> None:
+    """What taskapi keeps in the database outside the migrations, applied on every migrate.
+
+    Behind a transaction pooler the server-side timeouts cannot be connection options, so they
+    become the database's defaults (new server sessions pick them up).
+    """
+    from app.db import server_timeouts
+
+    settings = get_settings()
+    await connection.execute(READ_POSITION_DDL)
+    if settings.database_pooler == "none":
+        return
+    for name, value in server_timeouts(settings).items():
+        # ALTER DATABASE takes no parameters; format() quotes the name and the value.
+        sql = await connection.fetchval(
+            "SELECT format('ALTER DATABASE %I SET %s = %L', current_database(), $1::text, $2::text)", name, value
+        )
+        await connection.execute(sql)
 
 
 def _database_label() -> str:

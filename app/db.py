@@ -6,8 +6,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from litestar.enums import ScopeType
@@ -30,20 +34,41 @@ def resolve_dsn(settings: Settings) -> str:
     return embedded_server_dsn(settings.data_dir)
 
 
-def engine_config(settings: Settings | None = None) -> dict[str, Any]:
-    """asyncpg connection arguments for the one PostgresEngine (see piccolo_conf.py)."""
-    settings = settings or get_settings()
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 30000
+
+
+def server_timeouts(settings: Settings) -> dict[str, str]:
+    """The server-side bounds every taskapi session runs under."""
     return {
-        "dsn": resolve_dsn(settings),
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+    }
+
+
+def engine_config(settings: Settings | None = None, *, direct: bool = False, dsn: str | None = None) -> dict[str, Any]:
+    """asyncpg connection arguments for the one PostgresEngine (see piccolo_conf.py).
+
+    ``direct`` is PostgreSQL itself (DATABASE_DIRECT_URL), for migrations and session state;
+    ``dsn`` another server with the same options (a replica).
+    """
+    settings = settings or get_settings()
+    pooled = settings.database_pooler != "none" and not direct
+    server_settings = {"application_name": "taskapi", "timezone": "UTC"}
+    if not pooled:
+        # Behind PgBouncer these are refused as startup parameters (it forwards only a few, such as
+        # application_name and timezone); `taskapi migrate` makes them the database's defaults.
+        server_settings.update(server_timeouts(settings))
+    if dsn is None:
+        dsn = (settings.database_direct_url or resolve_dsn(settings)) if direct else resolve_dsn(settings)
+    return {
+        "dsn": dsn,
         # Fail fast when the server is unreachable instead of hanging the request.
         "timeout": settings.db_connect_timeout,
         "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
-        "server_settings": {
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "idle_in_transaction_session_timeout": "30000",
-            "application_name": "taskapi",
-            "timezone": "UTC",
-        },
+        # Named statements live on one server connection; PgBouncer < 1.21 in transaction mode
+        # hands the next query another one. Off, asyncpg re-sends the unnamed statement's Parse.
+        "statement_cache_size": 100 if settings.db_prepared_statements or direct else 0,
+        "server_settings": server_settings,
     }
 
 
@@ -119,15 +144,104 @@ class TaskapiTransaction(PostgresTransaction):
             await connection.close()
 
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ReadRoute:
+    """A GET's permission to read from a replica: once one has replayed the caller's last write."""
+
+    user_id: int
+    # The WAL position a replica must have replayed (read from the primary on first need).
+    needed_lsn: int | None = None
+
+
+# Set by ReadRouting for the length of one authenticated GET; None everywhere else.
+READ_ROUTE: ContextVar[ReadRoute | None] = ContextVar("taskapi_read_route", default=None)
+
+_READ_START = re.compile(r"^[\s(]*(SELECT|WITH)\b", re.IGNORECASE)
+# Anything that writes, locks or has side effects keeps a statement on the primary.
+_NOT_A_READ = re.compile(
+    r"\b(INSERT|UPDATE|DELETE|MERGE|FOR\s+(NO\s+KEY\s+)?UPDATE|FOR\s+(KEY\s+)?SHARE|nextval|setval"
+    r"|pg_(try_)?advisory\w*|set_config|pg_notify|pg_current_wal\w*)\b",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_read_only(sql: str) -> bool:
+    """True for a statement a hot standby can answer (a wrong True ends on the primary anyway)."""
+    return bool(_READ_START.match(sql)) and not _NOT_A_READ.search(sql)
+
+
+# The position a GET needs: the caller's last write and the last change of anyone's access
+# (user 0); a user without a row (never wrote, or the table was emptied by a crash) needs the
+# primary's present position.
+NEEDED_LSN_SQL = """
+SELECT greatest(
+    coalesce(max(lsn) FILTER (WHERE user_id = $1), pg_current_wal_lsn()),
+    coalesce(max(lsn) FILTER (WHERE user_id = 0), '0/0'::pg_lsn)
+) AS lsn
+FROM taskapi_read_position WHERE user_id IN ($1, 0)
+"""
+# After a write request: the primary's position now covers that request's commits.
+RECORD_LSN_SQL = """
+INSERT INTO taskapi_read_position AS p (user_id, lsn)
+SELECT u, pg_current_wal_lsn() FROM unnest($1::integer[]) AS u
+ON CONFLICT (user_id) DO UPDATE SET lsn = greatest(p.lsn, excluded.lsn)
+"""
+REPLAYED_LSN_SQL = "SELECT pg_last_wal_replay_lsn() AS lsn"
+# A replica that failed is left alone this long before the next try.
+REPLICA_RETRY_SECONDS = 5.0
+# Errors after which a read is retried on the primary. A statement timeout is not among them:
+# the same statement would take as long there (the caller maps it, e.g. a search that is a 400).
+REPLICA_FALLBACK_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # not a read after all
+    asyncpg.exceptions.SerializationError,  # cancelled by a conflict with recovery
+    asyncpg.exceptions.UndefinedTableError,  # a replica of another database
+)
+
+
+class Replica:
+    """One streaming replica: its pool, the highest position seen replayed, and when it failed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pool: asyncpg.Pool | None = None
+        self.replayed_lsn = 0  # only grows: a standby's replay position never goes back
+        self.down_until = 0.0
+
+    def available(self) -> bool:
+        return self.pool is not None and time.monotonic() >= self.down_until
+
+    def failed(self, exc: BaseException) -> None:
+        self.down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+        logger.warning(
+            "replica read failed (%s); reading from the primary for %ss", type(exc).__name__, REPLICA_RETRY_SECONDS
+        )
+
+
 class TaskapiEngine(PostgresEngine):
-    """The PostgresEngine with bounded pool acquires and leak-free transactions."""
+    """The PostgresEngine with bounded pool acquires, leak-free transactions and replica reads."""
 
     def __init__(self, config: dict[str, Any], *, acquire_timeout: float) -> None:
         super().__init__(config=config)
         # Covers waiting for a free connection and opening a new one; past it, a TimeoutError
         # (one of UNAVAILABLE_ERRORS, so a 503) instead of a request that hangs.
         self.acquire_timeout = acquire_timeout
-        self._releasing: set[asyncio.Task[None]] = set()  # strong references to background releases
+        self._releasing: set[asyncio.Task[Any]] = set()  # strong references to background releases
+        self.replicas: list[Replica] = []
+        self._next_replica = 0
 
     def transaction(self, allow_nested: bool = True) -> TaskapiTransaction:
         return TaskapiTransaction(engine=self, allow_nested=allow_nested)
@@ -150,17 +264,13 @@ class TaskapiEngine(PostgresEngine):
         transaction = self.current_transaction.get()
         if transaction is not None:
             return [await transaction.connection.fetch(sql, *args) for sql, args in statements]
-        connection = await self.acquire()
-        try:
-            rows = [await connection.fetch(sql, *args) for sql, args in statements]
-        except asyncio.CancelledError:
-            self._release_later(connection)
-            raise
-        except BaseException:
-            await self.release(connection)
-            raise
-        await self.release(connection)
-        return rows
+
+        async def run(connection: asyncpg.Connection) -> list[list[asyncpg.Record]]:
+            return [await connection.fetch(sql, *args) for sql, args in statements]
+
+        if self.replicas and all(is_read_only(sql) for sql, _ in statements):
+            return await self._read(run)
+        return await self._on_primary(run)
 
     async def acquire(self) -> asyncpg.Connection:
         """A pool connection, waited for at most ``acquire_timeout`` (then TimeoutError: a 503).
@@ -185,26 +295,94 @@ class TaskapiEngine(PostgresEngine):
         await self.pool.release(connection)
 
     async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        async def run(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *(args or []))
+            return rows
+
+        if self.replicas and is_read_only(query):
+            return await self._read(run)
+        return await self._on_primary(run)
+
+    async def _on_primary(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         connection = await self.acquire()
         try:
-            rows = await connection.fetch(query, *(args or []))
+            result = await run(connection)
         except asyncio.CancelledError:
-            self._release_later(connection)
+            self._release_later(connection, self.release)
             raise
         except BaseException:
             await self.release(connection)
             raise
         await self.release(connection)
-        return rows
+        return result
 
-    def _release_later(self, connection: asyncpg.Connection) -> None:
+    async def _read(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """A read outside a transaction: on a replica when the request allows it, else the primary."""
+        route = READ_ROUTE.get()
+        if route is not None:
+            replica = await self._replica_for(route)
+            if replica is not None:
+                try:
+                    return await self._on_replica(replica, run)
+                except REPLICA_FALLBACK_ERRORS as exc:
+                    replica.failed(exc)
+        return await self._on_primary(run)
+
+    async def _replica_for(self, route: ReadRoute) -> Replica | None:
+        """A replica that has replayed the position ``route`` needs, or None (read the primary)."""
+        candidates = [replica for replica in self.replicas if replica.available()]
+        if not candidates:
+            return None
+        if route.needed_lsn is None:
+            rows = await self._on_primary(lambda connection: connection.fetch(NEEDED_LSN_SQL, route.user_id))
+            route.needed_lsn = int(rows[0]["lsn"])
+        self._next_replica = (self._next_replica + 1) % len(candidates)
+        ordered = candidates[self._next_replica :] + candidates[: self._next_replica]
+        for replica in ordered:
+            if replica.replayed_lsn >= route.needed_lsn:
+                return replica
+        for replica in ordered:
+            try:
+                rows = await self._on_replica(replica, lambda connection: connection.fetch(REPLAYED_LSN_SQL))
+            except REPLICA_FALLBACK_ERRORS as exc:
+                replica.failed(exc)
+                continue
+            # NULL: not a standby (or not replaying); never read from it.
+            replica.replayed_lsn = max(replica.replayed_lsn, int(rows[0]["lsn"] or 0))
+            if replica.replayed_lsn >= route.needed_lsn:
+                return replica
+        return None
+
+    async def _on_replica(self, replica: Replica, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        pool = replica.pool
+        assert pool is not None
+        async with asyncio.timeout(self.acquire_timeout):
+            connection = await pool.acquire()
+        try:
+            result = await run(connection)
+        except asyncio.CancelledError:
+            self._release_later(connection, pool.release)
+            raise
+        except BaseException:
+            await pool.release(connection)
+            raise
+        await pool.release(connection)
+        return result
+
+    async def record_write(self, user_ids: Sequence[int]) -> None:
+        """Remember the primary's position as the last write of ``user_ids`` (0: anyone's access)."""
+        await self._on_primary(lambda connection: connection.fetch(RECORD_LSN_SQL, list(user_ids)))
+
+    def _release_later(
+        self, connection: asyncpg.Connection, release: Callable[[asyncpg.Connection], Awaitable[Any]]
+    ) -> None:
         """Give back a connection whose statement was cut off (a deadline, /ready's timeout).
 
         asyncpg is cancelling the statement on the server, so a write nobody waits for does not
         complete later; it returns the connection once the server acknowledges, or terminates it
         after command_timeout. Neither is the request's business: it answers now.
         """
-        task = asyncio.get_running_loop().create_task(self.release(connection))
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(release(connection))  # type: ignore[arg-type]
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
@@ -242,6 +420,13 @@ async def start_pool(settings: Settings) -> None:
     except UNAVAILABLE_ERRORS as exc:
         logger.warning("database not answering at start (%s); serving 503s until it is back", type(exc).__name__)
         await engine.start_connection_pool(min_size=0, **options)
+    replicas = []
+    for url in settings.database_replica_urls:
+        replica = Replica(url)
+        # Connections open on first use, so a replica that is down at start delays nothing.
+        replica.pool = await asyncpg.create_pool(**engine_config(settings, dsn=url), min_size=0, **options)
+        replicas.append(replica)
+    engine.replicas = replicas
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:
@@ -257,6 +442,10 @@ async def keep_session(connection: asyncpg.Connection) -> None:
 async def close_pool() -> None:
     """Close the pool if it is open."""
     engine = get_engine()
+    replicas, engine.replicas = engine.replicas, []
+    for replica in replicas:
+        if replica.pool is not None:
+            await replica.pool.close()
     if engine.pool is not None:
         await engine.close_connection_pool()
 
@@ -292,6 +481,66 @@ class RequestDeadline:
                 await send(message)
 
             await self.app(scope, receive, send_disarming)
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Writes here can change who sees what (membership, projects, accounts): every reader's next
+# replica read waits for them, not only the writer's.
+_ACCESS_PATHS = re.compile(r"^/api/v1/(projects|invitations|users|auth)\b")
+
+
+class ReadRouting:
+    """ASGI middleware (inside authentication): replica reads with read-your-writes.
+
+    An authenticated GET may read from a replica that has replayed the caller's last write; a
+    write request records the primary's position for its caller before its answer starts, so the
+    caller's next read, through any instance or worker, finds it (app/db.py TaskapiEngine._read).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = scope.get("user")
+        user_id = getattr(user, "id", None)
+        if scope["type"] != ScopeType.HTTP or not isinstance(user_id, int):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in _SAFE_METHODS:
+            token = READ_ROUTE.set(ReadRoute(user_id))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                READ_ROUTE.reset(token)
+            return
+        users = [user_id, 0] if _ACCESS_PATHS.match(scope["path"]) else [user_id]
+        recorded = False
+
+        async def send_after_recording(message: Message) -> None:
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                try:
+                    await get_engine().record_write(users)
+                except UNAVAILABLE_ERRORS as exc:
+                    # The write itself is done; the caller's next read may then miss it on a replica.
+                    logger.warning("could not record a write position: %s", type(exc).__name__)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_recording)
+        finally:
+            if not recorded:
+                # No answer started (the request failed before one): record anyway, it may have written.
+                with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                    await get_engine().record_write(users)
+
+
+def read_routing(settings: Settings) -> list[Any]:
+    """The middleware list entry for replica reads: empty without DATABASE_REPLICA_URLS."""
+    from litestar.middleware import DefineMiddleware
+
+    return [DefineMiddleware(ReadRouting)] if settings.database_replica_urls else []
 
 
 # Errors that mean "the database is not answering", as opposed to a bad query or bad data.

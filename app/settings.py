@@ -103,6 +103,15 @@ def generated_secret(path: Path) -> str:
     return secret
 
 
+def _on_off(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in {"on", "off"}:
+        raise SettingsError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -117,6 +126,17 @@ def _float(name: str, default: float) -> float:
 class Settings:
     env: str = "development"
     database_url: str | None = None
+    # DATABASE_DIRECT_URL: PostgreSQL itself, never a transaction pooler; `taskapi migrate` (its
+    # session advisory lock) runs there. Defaults to DATABASE_URL.
+    database_direct_url: str | None = None
+    # DATABASE_POOLER: "none" (DATABASE_URL is PostgreSQL) or "pgbouncer" (a transaction pooler:
+    # server-side timeouts become database defaults set by `taskapi migrate`, app/db.py).
+    database_pooler: str = "none"
+    # DB_PREPARED_STATEMENTS: asyncpg's named prepared-statement cache; off by default behind
+    # PgBouncer (before 1.21 it cannot carry named statements across server connections).
+    db_prepared_statements: bool = True
+    # DATABASE_REPLICA_URLS: comma-separated streaming replicas for GETs (read-your-writes, app/db.py).
+    database_replica_urls: tuple[str, ...] = ()
     data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".taskapi" / "pgdata")
     # TASKAPI_SECRET_KEY; without it development and test use generated_secret(secret_file(data_dir)).
     # Empty means unset: refused by validate(), so no constant in the source can sign a token.
@@ -163,6 +183,8 @@ class Settings:
         """Refuse unsafe combinations; called at application start-up."""
         if self.env not in {"development", "production", "test"}:
             raise SettingsError(f"TASKAPI_ENV must be development, production or test, got {self.env!r}")
+        if self.database_pooler not in {"none", "pgbouncer"}:
+            raise SettingsError(f"DATABASE_POOLER must be none or pgbouncer, got {self.database_pooler!r}")
         if self.pool_min_size < 0 or self.pool_max_size < 1 or self.pool_min_size > self.pool_max_size:
             raise SettingsError("DB_POOL_MIN_SIZE must be between 0 and DB_POOL_MAX_SIZE (>= 1)")
         if self.db_request_timeout * 1000 <= self.db_statement_timeout_ms:
@@ -213,9 +235,16 @@ def load_settings() -> Settings:
     configured = os.environ.get("TASKAPI_SECRET_KEY") or ""
     # Production never generates one: instances must share a secret someone configured.
     generated = generated_secret(secret_file(data_dir)) if not configured and env in {"development", "test"} else ""
+    pooler = os.environ.get("DATABASE_POOLER", "none").strip().lower() or "none"
     return Settings(
         env=env,
         database_url=os.environ.get("DATABASE_URL") or None,
+        database_direct_url=os.environ.get("DATABASE_DIRECT_URL") or None,
+        database_pooler=pooler,
+        db_prepared_statements=_on_off("DB_PREPARED_STATEMENTS", pooler == "none"),
+        database_replica_urls=tuple(
+            url.strip() for url in os.environ.get("DATABASE_REPLICA_URLS", "").split(",") if url.strip()
+        ),
         data_dir=data_dir,
         secret_key=configured or generated,
         secret_configured=bool(configured),
