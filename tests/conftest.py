@@ -53,15 +53,14 @@ async def database() -> AsyncIterator[None]:
     await close_pool()
 
 
-TABLES = "app_user, project, label, task, task_label, comment, idempotency_key, rate_limit"
-
-
 @pytest.fixture(autouse=True)
 async def _truncate(database: None) -> AsyncIterator[None]:
     yield
     from app.db import get_engine
+    from app.tables import ALL_TABLES
 
-    await get_engine().run_ddl(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    tables = ", ".join(table._meta.tablename for table in ALL_TABLES)
+    await get_engine().run_ddl(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,13 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.tables import Task, nulls_last, sortable, value_type
+
 STATUSES = ["todo", "in_progress", "done"]
-FIELDS = ["created_at", "updated_at", "due_at", "priority", "title", "position", "id"]
+# The sortable fields and which sort NULLs last, read from the table.
+FIELDS = list(sortable(Task))
+NULLS_LAST = {name for name, column in sortable(Task).items() if nulls_last(column)}
+TIMESTAMPS = {column._meta.name for column in Task._meta.columns if value_type(column) is dt.datetime}
 N_PROJECTS = 2
 N_LABELS = 3
 TEXT = "ab01"  # a small alphabet, so titles tie and q words hit
@@ -98,7 +103,7 @@ def _effective_keys(sort: list[tuple[str, bool]] | None) -> list[tuple[str, bool
 def _compare(keys: list[tuple[str, bool]], a: dict[str, Any], b: dict[str, Any]) -> int:
     for field, descending in keys:
         left, right = a[field], b[field]
-        if field == "due_at":
+        if field in NULLS_LAST:
             if left is None and right is None:
                 continue
             if left is None or right is None:
@@ -212,7 +217,7 @@ async def _create_data(
         assert response.status_code == 201, response.text
         created += response.json()["items"]
     for task in created:
-        for field in ("created_at", "updated_at", "due_at"):
+        for field in TIMESTAMPS:
             task[field] = _time(task[field])
         task["label_set"] = {label["id"] for label in task["labels"]}
     return created, ids
