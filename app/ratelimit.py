@@ -42,11 +42,11 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db import UNAVAILABLE_ERRORS, get_engine
+from app.db import UNAVAILABLE_ERRORS
 from app.errors import AuthenticationError, InvalidBodyError, ServiceUnavailableError
+from app.services import sql
 from app.services.users import normalize_email
 from app.settings import Limit, Settings
-from app.tables import RateLimit
 
 logger = logging.getLogger("taskapi")
 
@@ -126,40 +126,21 @@ class PostgresStore:
     because RETURNING sees only the new row.
     """
 
-    TABLE = RateLimit._meta.tablename
-    TAKE = f"""
-        WITH arg AS (SELECT $1::text AS key, $2::int AS amount, $3::int AS quota, $4::float8 AS window_s)
-        INSERT INTO {TABLE} AS r (key, used, granted, reset_at)
-        SELECT key, least(amount, quota), least(amount, quota), clock_timestamp() + make_interval(secs => window_s)
-        FROM arg
-        ON CONFLICT (key) DO UPDATE SET
-            granted = CASE WHEN r.reset_at <= clock_timestamp() THEN least($2::int, $3::int)
-                           ELSE greatest(0, least($2::int, $3::int - r.used)) END,
-            used = CASE WHEN r.reset_at <= clock_timestamp() THEN least($2::int, $3::int)
-                        ELSE r.used + greatest(0, least($2::int, $3::int - r.used)) END,
-            reset_at = CASE WHEN r.reset_at <= clock_timestamp() THEN excluded.reset_at ELSE r.reset_at END
-        RETURNING granted, used, extract(epoch FROM reset_at - clock_timestamp())::float8 AS reset_in
-    """
-    GIVE_BACK = f"""
-        UPDATE {TABLE} SET used = greatest(used - $2::int, 0)
-        WHERE key = $1 AND reset_at > clock_timestamp()
-    """
-    PURGE = f"DELETE FROM {TABLE} WHERE reset_at < clock_timestamp() - interval '1 minute'"
     PURGE_EVERY = 600.0
 
     def __init__(self) -> None:
         self._next_purge = time.monotonic() + self.PURGE_EVERY
 
     async def take(self, key: str, amount: int, limit: int, window: int) -> tuple[int, int, float]:
-        rows = await get_engine().fetch(self.TAKE, key, amount, limit, float(window))
+        rows = await sql.RATE_TAKE.fetch(key=key, amount=amount, quota=limit, window=float(window))
         if time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + self.PURGE_EVERY
-            await get_engine().fetch(self.PURGE)
+            await sql.RATE_PURGE.fetch()
         row = rows[0]
         return int(row["granted"]), int(row["used"]), float(row["reset_in"])
 
     async def give_back(self, key: str, amount: int) -> None:
-        await get_engine().fetch(self.GIVE_BACK, key, amount)
+        await sql.RATE_GIVE_BACK.fetch(key=key, amount=amount)
 
     async def close(self) -> None:
         return None

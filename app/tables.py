@@ -1,20 +1,30 @@
-"""Piccolo tables: the one source of the schema.
+"""Piccolo tables: the one source of the schema and of every per-column API fact.
 
 Column lengths here are the API's limits too: the DTO layer (app/dto.py) reads them, and
-PostgreSQL enforces them again as ``varchar(n)``. Rules Piccolo keeps in Python only (``choices``,
-ranges, patterns, no self-parent) are CHECK constraints added in the migrations.
+PostgreSQL enforces them again as ``varchar(n)``. What a Piccolo column cannot say is declared
+next to it with ``api(...)``: whether a list sorts by it, and a text pattern. Everything else is
+derived from the column: a sort value's type, NULLs sorting last (nullable columns), an integer's
+range (its ``choices``, else the column type). Rules Piccolo keeps in Python only are CHECK
+constraints in the migrations; ``check_constraints`` derives them from the same facts and
+tests/test_migrations.py compares them with the database.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import TypeVar
 
 from piccolo.columns import (
     JSONB,
+    BigInt,
     Boolean,
+    Column,
     ForeignKey,
     Integer,
     Serial,
+    SmallInt,
     Text,
     Timestamptz,
     Varchar,
@@ -23,6 +33,81 @@ from piccolo.columns.base import OnDelete, OnUpdate
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.constraints import Unique
 from piccolo.table import Table
+
+HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+@dataclass(frozen=True)
+class Api:
+    """What the API does with a column beyond its type: list sorting, a text pattern."""
+
+    sortable: bool = False
+    pattern: str | None = None
+
+
+NO_RULES = Api()
+C = TypeVar("C", bound=Column)
+
+
+def api(column: C, *, sortable: bool = False, pattern: str | None = None) -> C:
+    """Declare a column's API rules where the column is declared."""
+    column.api = Api(sortable=sortable, pattern=pattern)  # type: ignore[attr-defined]
+    return column
+
+
+def rules(column: Column) -> Api:
+    return getattr(column, "api", NO_RULES)
+
+
+def sortable(table: type[Table]) -> dict[str, Column]:
+    """The fields a list of ``table`` may sort by, in declaration order; the primary key always."""
+    found = {c._meta.name: c for c in table._meta.columns if rules(c).sortable}
+    found[table._meta.primary_key._meta.name] = table._meta.primary_key
+    return found
+
+
+def value_type(column: Column) -> type:
+    """The Python type of a column's values (what a cursor holds for it)."""
+    if isinstance(column, Timestamptz):
+        return dt.datetime
+    if isinstance(column, (Integer, Serial, ForeignKey)):
+        return int
+    return str
+
+
+def nulls_last(column: Column) -> bool:
+    """A nullable column sorts its NULLs last, ascending and descending."""
+    return bool(column._meta.null)
+
+
+def int_range(column: Column) -> tuple[int, int]:
+    """An integer column's allowed values: its ``choices`` if it has them, else its SQL type's."""
+    choices = column._meta.choices
+    if choices is not None:
+        values = [member.value for member in choices]
+        return min(values), max(values)
+    bits = 16 if isinstance(column, SmallInt) else 64 if isinstance(column, BigInt) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def check_constraints(table: type[Table]) -> dict[str, str]:
+    """The CHECK constraints the column facts imply, by name (``<table>_<column>_<rule>``)."""
+    name = table._meta.tablename
+    checks: dict[str, str] = {}
+    for column in table._meta.columns:
+        col = column._meta.db_column_name
+        choices = column._meta.choices
+        if choices is not None and isinstance(column, Varchar):
+            values = ", ".join(f"'{member.value}'" for member in choices)
+            checks[f"{name}_{col}_valid"] = f"{col} IN ({values})"
+        elif choices is not None:
+            low, high = int_range(column)
+            checks[f"{name}_{col}_range"] = f"{col} BETWEEN {low} AND {high}"
+        if isinstance(column, Varchar) and column._meta.required:
+            checks[f"{name}_{col}_not_empty"] = f"char_length({col}) >= 1"
+        if pattern := rules(column).pattern:
+            checks[f"{name}_{col}_pattern"] = f"{col} ~ '{pattern}'"
+    return checks
 
 
 class TaskStatus(StrEnum):
@@ -53,23 +138,28 @@ class User(Table, tablename="app_user"):
 class Project(Table):
     id = Serial(primary_key=True)
     owner = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
-    name = Varchar(length=200, required=True, null=False)
+    name = api(Varchar(length=200, required=True, null=False), sortable=True)
     description = Varchar(length=10_000, default="", null=False)
-    color = Varchar(length=7, default=None, null=True)
+    color = api(Varchar(length=7, default=None, null=True), pattern=HEX_COLOR)
     archived = Boolean(default=False, null=False)
     version = Integer(default=1, null=False)
-    created_at = Timestamptz(default=TimestamptzNow(), null=False)
-    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+    created_at = api(Timestamptz(default=TimestamptzNow(), null=False), sortable=True)
+    updated_at = api(Timestamptz(default=TimestamptzNow(), null=False), sortable=True)
 
 
 class Label(Table):
     id = Serial(primary_key=True)
     owner = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
-    name = Varchar(length=100, required=True, null=False)
-    color = Varchar(length=7, default=None, null=True)
+    name = api(Varchar(length=100, required=True, null=False), sortable=True)
+    color = api(Varchar(length=7, default=None, null=True), pattern=HEX_COLOR)
     version = Integer(default=1, null=False)
-    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    created_at = api(Timestamptz(default=TimestamptzNow(), null=False), sortable=True)
     updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+
+# A label as shown inside a task: {id, name, color}, in name order (then id).
+LABEL_BRIEF: tuple[Column, ...] = (Label.id, Label.name, Label.color)
+LABEL_ORDER: tuple[Column, ...] = (Label.name, Label.id)
 
 
 class Task(Table):
@@ -79,16 +169,17 @@ class Task(Table):
     parent: ForeignKey[Task] = ForeignKey(
         "self", null=True, default=None, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade
     )
-    title = Varchar(length=500, required=True, null=False)
+    title = api(Varchar(length=500, required=True, null=False), sortable=True)
     description = Varchar(length=20_000, default="", null=False)
     status = Varchar(length=20, choices=TaskStatus, default=TaskStatus.todo, null=False)
-    priority = Integer(choices=TaskPriority, default=TaskPriority.none, null=False)
-    due_at = Timestamptz(default=None, null=True)
+    priority = api(Integer(choices=TaskPriority, default=TaskPriority.none, null=False), sortable=True)
+    due_at = api(Timestamptz(default=None, null=True), sortable=True)
+    # Server-set: when status becomes done (app/services/tasks.py COMPLETED_AT is the one rule).
     completed_at = Timestamptz(default=None, null=True)
-    position = Integer(default=0, null=False)
+    position = api(Integer(default=0, null=False), sortable=True)
     version = Integer(default=1, null=False)
-    created_at = Timestamptz(default=TimestamptzNow(), null=False)
-    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+    created_at = api(Timestamptz(default=TimestamptzNow(), null=False), sortable=True)
+    updated_at = api(Timestamptz(default=TimestamptzNow(), null=False), sortable=True)
 
 
 class TaskLabel(Table):

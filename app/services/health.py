@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.db import get_engine
+from app.services import sql
 
 # /ready answers within this many seconds, whatever the database does (README documents it).
 READY_TIMEOUT_SECONDS = 2.0
@@ -14,7 +14,7 @@ async def database_answers() -> bool:
     """True if ``SELECT 1`` comes back within READY_TIMEOUT_SECONDS."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            await get_engine().run_ddl("SELECT 1")
+            await sql.PING.fetch()
     except Exception:
         return False
     return True

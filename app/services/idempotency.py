@@ -18,6 +18,7 @@ import msgspec
 
 from app.db import get_engine
 from app.errors import IdempotencyInFlightError, IdempotencyMismatchError
+from app.services import sql
 from app.services.common import utcnow
 from app.settings import get_settings
 from app.tables import IdempotencyKey
@@ -46,11 +47,7 @@ async def run_once(
         return await create(), False
     engine = get_engine()
     async with engine.transaction():
-        locked = await IdempotencyKey.raw(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended({} || ':' || {}, 7)) AS ok",
-            str(user_id),
-            idempotency.key,
-        )
+        locked = await sql.TRY_LOCK.fetch(key=f"{user_id}:{idempotency.key}", space=7)
         if not locked[0]["ok"]:
             raise IdempotencyInFlightError("A request with this Idempotency-Key is still being processed; retry later")
         ttl = dt.timedelta(hours=get_settings().idempotency_ttl_hours)

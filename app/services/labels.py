@@ -10,9 +10,9 @@ from app.errors import ConflictError
 from app.services.common import delete_owned, from_row, get_owned, update_owned
 from app.services.idempotency import Idempotency, run_once
 from app.services.listing import apply_order, parse_sort
-from app.tables import Label
+from app.tables import Label, sortable
 
-SORTABLE = {"name": Label.name, "created_at": Label.created_at, "id": Label.id}
+SORTABLE = sortable(Label)
 DUPLICATE = "A label with this name already exists (names are compared case-insensitively)"
 
 

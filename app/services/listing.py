@@ -1,11 +1,13 @@
 """Sorting and keyset cursors shared by the list services.
 
 Ordering is always total: the requested keys, then ``id`` (in the direction of the first key).
-``due_at`` sorts its NULLs last in both directions. Cursors are opaque: base64 of a JSON payload
-holding the format version, the sort, a fingerprint of the user and the filters given, and the
-last row's sort values, signed with HMAC-SHA256 under the server secret, so a tampered, foreign or
-stale cursor is a 400. Filters left at their default are not in the fingerprint, so a deploy that
-adds a filter keeps live cursors valid; a deploy that changes the payload bumps CURSOR_VERSION.
+A nullable column (``due_at``) sorts its NULLs last in both directions (app/tables.py).
+
+Cursors are opaque: base64 of a JSON payload holding the format version, the sort, a fingerprint
+of the user and the filters given, and the last row's sort values, signed with HMAC-SHA256 under
+the server secret, so a tampered, foreign or stale cursor is a 400. Filters left at their
+default are not in the fingerprint, so a deploy that adds a filter keeps live cursors valid; a
+deploy that changes the payload bumps CURSOR_VERSION.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from app.errors import BadParameterError
+from app.services.query import Param
 from app.settings import get_settings
+from app.tables import nulls_last, value_type
 
-NULLS_LAST = {"due_at"}
 # The range of the integer columns a cursor can hold (PostgreSQL integer).
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
@@ -77,16 +80,16 @@ def _expressions_of(table: type[Table], sort: tuple[Sort, ...]) -> tuple[tuple[s
     terms: list[tuple[str, bool]] = []
     for key in sort:
         col = _col(table, key.field)
-        if key.field in NULLS_LAST:
+        if nulls_last(table._meta.get_column_by_name(key.field)):
             terms.append((f"({col} IS NULL)", False))
         terms.append((col, key.descending))
     return tuple(terms)
 
 
-def _term_values(sort: list[Sort], values: list[Any]) -> list[Any]:
+def _term_values(table: type[Table], sort: list[Sort], values: list[Any]) -> list[Any]:
     out: list[Any] = []
     for key, value in zip(sort, values, strict=True):
-        if key.field in NULLS_LAST:
+        if nulls_last(table._meta.get_column_by_name(key.field)):
             out.append(value is None)
         out.append(value)
     return out
@@ -108,15 +111,23 @@ def apply_order(query: Any, table: type[Table], sort: list[Sort]) -> Any:
     return query
 
 
-def after_clause(table: type[Table], sort: list[Sort], values: list[Any]) -> WhereRaw:
-    """Rows strictly after ``values`` in the ``sort`` order (keyset pagination).
+def after_values(values: list[Any]) -> dict[str, Any]:
+    """The parameters of ``after_clause`` for a cursor's sort values."""
+    return {f"after{i}": value for i, value in enumerate(values) if value is not None}
 
-    Same direction everywhere and no NULL: a row comparison ``(a, b, id) > ($1, $2, $3)``, which
-    an index range scan serves directly. Otherwise the OR expansion, with a redundant bound on the
-    first term so the scan still starts at the right place.
+
+def after_clause(table: type[Table], sort: list[Sort], nulls: tuple[bool, ...]) -> WhereRaw:
+    """Rows strictly after the cursor's values in the ``sort`` order (keyset pagination).
+
+    The clause's shape depends only on which values are NULL (``nulls``); the values themselves
+    are parameters ``after0``, ``after1``, ... (``after_values``). Same direction everywhere and no
+    NULL: a row comparison ``(a, b, id) > ($1, $2, $3)``, which an index range scan serves
+    directly. Otherwise the OR expansion, with a redundant bound on the first term so the scan
+    still starts at the right place.
     """
     terms = _expressions(table, sort)
-    term_values = _term_values(sort, values)
+    params = [None if null else Param(f"after{i}") for i, null in enumerate(nulls)]
+    term_values = _term_values(table, sort, params)
     directions = {descending for _, descending in terms}
     if len(directions) == 1 and None not in term_values:
         op = "<" if directions.pop() else ">"
@@ -209,7 +220,7 @@ def encode_cursor(sort: list[Sort], scope: str, values: list[Any]) -> str:
     return base64.urlsafe_b64encode(_signature(body) + body).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: list[Sort], scope: str, types: list[type]) -> list[Any]:
+def decode_cursor(cursor: str, sort: list[Sort], scope: str, table: type[Table]) -> list[Any]:
     """Check and unpack a cursor; any tampering, other sort, other filters or user is a 400."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -226,11 +237,12 @@ def decode_cursor(cursor: str, sort: list[Sort], scope: str, types: list[type]) 
     if payload.version != CURSOR_VERSION:
         older = payload.version < CURSOR_VERSION
         raise BadParameterError("cursor", f"cursor from {'an older' if older else 'a newer'} version; start again")
-    if payload.sort != sort_text(sort) or payload.scope != scope or len(payload.values) != len(types):
+    if payload.sort != sort_text(sort) or payload.scope != scope or len(payload.values) != len(sort):
         raise BadParameterError("cursor", "cursor was issued for a different sort, filter or user")
+    columns = [table._meta.get_column_by_name(key.field) for key in sort]
     return [
-        _cursor_value(value, kind, key.field in NULLS_LAST)
-        for value, kind, key in zip(payload.values, types, sort, strict=True)
+        _cursor_value(value, value_type(column), nulls_last(column))
+        for value, column in zip(payload.values, columns, strict=True)
     ]
 
 

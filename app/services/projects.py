@@ -7,14 +7,9 @@ from typing import Any
 from app.services.common import delete_owned, from_row, get_owned, update_owned
 from app.services.idempotency import Idempotency, run_once
 from app.services.listing import apply_order, parse_sort
-from app.tables import Project
+from app.tables import Project, sortable
 
-SORTABLE = {
-    "created_at": Project.created_at,
-    "updated_at": Project.updated_at,
-    "name": Project.name,
-    "id": Project.id,
-}
+SORTABLE = sortable(Project)
 
 
 async def list_projects(

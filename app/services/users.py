@@ -8,13 +8,15 @@ from typing import cast
 
 import asyncpg
 
-from app.db import get_engine
 from app.errors import AuthenticationError, ConflictError, InvalidBodyError, NotFoundError
 from app.passwords import hash_password, verify_password
 from app.services.common import from_row
+from app.services.query import Param, Statement
 from app.tables import User
 
 PUBLIC_COLUMNS = (User.id, User.email, User.display_name, User.created_at)
+# Runs on every authenticated request: built once.
+TOKEN_GENERATION = Statement(User.select(User.token_generation).where(User.id == Param("id")))
 
 # The credential bounds, read by the register and token bodies and by this module.
 EMAIL_MAX_LENGTH = cast(int, User.email.length)
@@ -98,9 +100,8 @@ async def get_user(user_id: int) -> User:
 
 async def get_token_generation(user_id: int) -> int | None:
     """The user's current token generation, or None if the user does not exist."""
-    # Runs on every authenticated request: a fixed statement, no query building.
-    rows = await get_engine().fetch("SELECT token_generation FROM app_user WHERE id = $1", user_id)
-    return int(rows[0]["token_generation"]) if rows else None
+    row = await TOKEN_GENERATION.fetch_one(id=user_id)
+    return int(row["token_generation"]) if row else None
 
 
 async def revoke_tokens(user_id: int) -> None:

@@ -1,0 +1,81 @@
+"""The query layer: statements built with Piccolo's query builder once, bound per call.
+
+Building a Piccolo query costs more CPU than running it (UPSTREAM.md, Piccolo), so a statement
+on a hot path is built once per shape, with ``Param`` placeholders where values go, compiled to
+``$n`` SQL, and asyncpg prepares it once per connection. Each call binds its values by name::
+
+    GET = Statement(Task.select(Task.title).where(Task.id == Param("id")))
+    rows = await GET.fetch(id=7)
+
+Every statement runs through the engine (app/db.py): in the current transaction if there is one,
+else on one pool connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from piccolo.query.base import Query
+from piccolo.querystring import QueryString
+
+from app.db import TaskapiTransaction, get_engine
+
+
+class Param:
+    """A named placeholder for a value bound when the statement runs."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
+
+
+def querystring(query: Query[Any, Any] | QueryString) -> QueryString:
+    """A Piccolo query's one statement, for composing into a larger one."""
+    if isinstance(query, QueryString):
+        return query
+    (statement,) = query.querystrings
+    return statement
+
+
+class Statement:
+    """One SQL statement compiled from Piccolo once; values are bound by name per call.
+
+    A value in the query that is not a ``Param`` is a constant of the statement.
+    """
+
+    __slots__ = ("_constants", "_names", "sql")
+
+    def __init__(self, query: Query[Any, Any] | QueryString) -> None:
+        sql, values = querystring(query).compile_string(engine_type="postgres")
+        self.sql: str = sql
+        self._names = tuple(v.name if isinstance(v, Param) else None for v in values)
+        self._constants = tuple(None if isinstance(v, Param) else v for v in values)
+
+    @property
+    def params(self) -> frozenset[str]:
+        return frozenset(name for name in self._names if name is not None)
+
+    def bind(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for ``values`` (a missing name is a KeyError: a bug)."""
+        return [
+            constant if name is None else values[name]
+            for name, constant in zip(self._names, self._constants, strict=True)
+        ]
+
+    async def fetch(self, **values: Any) -> list[asyncpg.Record]:
+        return await get_engine().fetch(self.sql, *self.bind(values))
+
+    async def fetch_one(self, **values: Any) -> asyncpg.Record | None:
+        rows = await self.fetch(**values)
+        return rows[0] if rows else None
+
+
+def transaction() -> TaskapiTransaction:
+    """A transaction every statement inside it joins (nested ones join the outer one)."""
+    return get_engine().transaction()
