@@ -43,6 +43,20 @@ class NotFoundError(DomainError):
         super().__init__(f"{resource} {resource_id} does not exist")
 
 
+class ForbiddenError(DomainError):
+    """A member of the object's project whose role is below the one the action needs.
+
+    Only members get it: anyone else gets the NotFoundError a missing object gets.
+    """
+
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, resource: str, obj_id: int, required: str, actual: str) -> None:
+        super().__init__(f"This needs the {required} role in {resource.lower()} {obj_id}; you are {actual}")
+        self.required_role = required
+
+
 class ConflictError(DomainError):
     status = 409
     title = "Conflict"
@@ -120,11 +134,14 @@ def problem(
     *,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
-    """Build one problem+json response."""
+    """Build one problem+json response; ``extensions`` are extra members (RFC 9457 section 3.2)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
+    if extensions:
+        body.update(extensions)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -139,7 +156,8 @@ def _domain_handler(request: Request[Any, Any, Any], exc: DomainError) -> Respon
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, ServiceUnavailableError):
         headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
+    extensions = {"required_role": exc.required_role} if isinstance(exc, ForbiddenError) else None
+    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers, extensions=extensions)
 
 
 _BODY_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
