@@ -163,7 +163,7 @@ _READ_START = re.compile(r"^[\s(]*(SELECT|WITH)\b", re.IGNORECASE)
 # Anything that writes, locks or has side effects keeps a statement on the primary.
 _NOT_A_READ = re.compile(
     r"\b(INSERT|UPDATE|DELETE|MERGE|FOR\s+(NO\s+KEY\s+)?UPDATE|FOR\s+(KEY\s+)?SHARE|nextval|setval"
-    r"|pg_(try_)?advisory\w*|set_config|pg_notify|pg_current_wal\w*)\b",
+    r"|pg_(try_)?advisory\w*|set_config|pg_notify|pg_current_wal\w*|txid_current|pg_current_xact_id)\b",
     re.IGNORECASE,
 )
 
@@ -193,9 +193,8 @@ ON CONFLICT (user_id) DO UPDATE SET lsn = greatest(p.lsn, excluded.lsn)
 REPLAYED_LSN_SQL = "SELECT pg_last_wal_replay_lsn() AS lsn"
 # A replica that failed is left alone this long before the next try.
 REPLICA_RETRY_SECONDS = 5.0
-# Errors after which a read is retried on the primary. A statement timeout is not among them:
-# the same statement would take as long there (the caller maps it, e.g. a search that is a 400).
-REPLICA_FALLBACK_ERRORS: tuple[type[BaseException], ...] = (
+# Errors that mean the replica is unreachable: reads go to the primary for a while.
+REPLICA_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -206,9 +205,15 @@ REPLICA_FALLBACK_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # not a read after all
-    asyncpg.exceptions.SerializationError,  # cancelled by a conflict with recovery
     asyncpg.exceptions.UndefinedTableError,  # a replica of another database
+)
+# Errors of one statement that a standby cannot run: it runs again on the primary, which gives
+# the true answer. A statement timeout is not among them: the same statement would take as long
+# there (its caller maps it, e.g. a search that is a 400).
+REPLICA_STATEMENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.InvalidTransactionStateError,  # read-only transaction: not a read after all
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,  # "recovery is in progress"
+    asyncpg.exceptions.SerializationError,  # cancelled by a conflict with recovery
 )
 
 
@@ -324,7 +329,9 @@ class TaskapiEngine(PostgresEngine):
             if replica is not None:
                 try:
                     return await self._on_replica(replica, run)
-                except REPLICA_FALLBACK_ERRORS as exc:
+                except REPLICA_STATEMENT_ERRORS:
+                    pass
+                except REPLICA_DOWN_ERRORS as exc:
                     replica.failed(exc)
         return await self._on_primary(run)
 
@@ -344,7 +351,7 @@ class TaskapiEngine(PostgresEngine):
         for replica in ordered:
             try:
                 rows = await self._on_replica(replica, lambda connection: connection.fetch(REPLAYED_LSN_SQL))
-            except REPLICA_FALLBACK_ERRORS as exc:
+            except REPLICA_DOWN_ERRORS as exc:
                 replica.failed(exc)
                 continue
             # NULL: not a standby (or not replaying); never read from it.
@@ -356,11 +363,18 @@ class TaskapiEngine(PostgresEngine):
     async def _on_replica(self, replica: Replica, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         pool = replica.pool
         assert pool is not None
-        async with asyncio.timeout(self.acquire_timeout):
-            connection = await pool.acquire()
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                connection = await pool.acquire()
+        except asyncio.CancelledError as exc:
+            replica.failed(exc)  # the request's deadline passed while connecting: a hung replica
+            raise
         try:
             result = await run(connection)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            # A slow read ends by the statement timeout, before the request's deadline: cut off
+            # here, the replica is hung, and the next requests should not wait for it too.
+            replica.failed(exc)
             self._release_later(connection, pool.release)
             raise
         except BaseException:
@@ -487,6 +501,8 @@ _SAFE_METHODS = frozenset({"GET", "HEAD"})
 # Writes here can change who sees what (membership, projects, accounts): every reader's next
 # replica read waits for them, not only the writer's.
 _ACCESS_PATHS = re.compile(r"^/api/v1/(projects|invitations|users|auth)\b")
+# A stream lives on past its caller's next writes, so the position it was granted would go stale.
+_PRIMARY_ONLY_PATHS = re.compile(r"/stream$")
 
 
 class ReadRouting:
@@ -507,6 +523,9 @@ class ReadRouting:
             await self.app(scope, receive, send)
             return
         if scope["method"] in _SAFE_METHODS:
+            if _PRIMARY_ONLY_PATHS.search(scope["path"]):
+                await self.app(scope, receive, send)
+                return
             token = READ_ROUTE.set(ReadRoute(user_id))
             try:
                 await self.app(scope, receive, send)
