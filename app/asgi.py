@@ -29,7 +29,9 @@ from app.auth import TOKEN_URL, auth_middleware
 from app.controllers.auth import AuthController, UserController
 from app.controllers.comments import CommentController
 from app.controllers.health import HealthController
+from app.controllers.invitations import InvitationController
 from app.controllers.labels import LabelController
+from app.controllers.members import MemberController
 from app.controllers.params import REPLAYED_STATE_KEY, check_query_spelling
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
@@ -147,6 +149,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             UserController,
             ProjectController,
+            MemberController,
+            InvitationController,
             LabelController,
             TaskController,
             CommentController,

@@ -62,6 +62,13 @@ class ConflictError(DomainError):
     title = "Conflict"
 
 
+class GoneError(DomainError):
+    """Something that existed and can no longer be used (an expired or withdrawn invitation)."""
+
+    status = 410
+    title = "Gone"
+
+
 class InvalidFieldError(DomainError):
     """A syntactically valid body that breaks a domain rule (unknown reference, cycle...)."""
 

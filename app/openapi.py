@@ -32,7 +32,7 @@ from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 from piccolo.table import Table
 
-from app.dto import OPENAPI_TYPE
+from app.dto import OPENAPI_TYPE, Role
 from app.errors import PROBLEM_MEDIA_TYPE
 
 if TYPE_CHECKING:
@@ -59,15 +59,19 @@ class Problem(msgspec.Struct, kw_only=True):
     status: Annotated[int, msgspec.Meta(ge=400, le=599)]
     detail: str
     errors: list[ProblemFieldError] | msgspec.UnsetType = msgspec.UNSET
+    # 403 only: the least project role the action needs (app.errors.ForbiddenError).
+    required_role: Role | msgspec.UnsetType = msgspec.UNSET
 
 
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
     400: "Malformed or out-of-range input; `errors` names each offending field or parameter",
     401: "Missing, malformed, expired or revoked credentials (`WWW-Authenticate: Bearer`)",
-    404: "No such object among the caller's own",
+    403: "A member of the project whose role is below the one this needs (`required_role`)",
+    404: "No such object among those the caller can see (another user's is missing to them)",
     409: "Conflicts with an existing object, or a request with this Idempotency-Key is still running",
     412: "If-Match names a version that is no longer current (the current one is in `ETag`)",
     413: "Body larger than 1 MiB",
+    410: "No longer available: an expired or withdrawn invitation",
     415: "Body is not JSON",
     422: "A well-formed body that breaks a rule (see `errors`), or an Idempotency-Key reused with another body",
     429: "Too many requests; retry after `Retry-After` seconds (`RateLimit-Policy` and `RateLimit` say the quota)",

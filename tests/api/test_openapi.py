@@ -134,6 +134,7 @@ async def test_etag_location_and_idempotent_replayed_are_documented_where_they_a
         ("post", "/api/v1/labels"),
         ("post", "/api/v1/tasks"),
         ("post", "/api/v1/tasks/{task_id}/comments"),
+        ("post", "/api/v1/projects/{project_id}/invitations"),
     }
     assert locations == creates | {("post", "/api/v1/auth/register")}
     assert replays == creates | {("post", "/api/v1/tasks/bulk")}
