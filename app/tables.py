@@ -124,6 +124,23 @@ class TaskPriority(IntEnum):
     urgent = 4
 
 
+class ProjectRole(StrEnum):
+    """A member's role in a project, from least to most: each may do all the earlier ones may."""
+
+    viewer = "viewer"
+    commenter = "commenter"
+    editor = "editor"
+    admin = "admin"
+    owner = "owner"
+
+
+class InvitationStatus(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    withdrawn = "withdrawn"
+
+
 class User(Table, tablename="app_user"):
     id = Serial(primary_key=True)
     # Stored lower-cased by the service, so the plain unique index is case-insensitive.
@@ -162,9 +179,35 @@ LABEL_BRIEF: tuple[Column, ...] = (Label.id, Label.name, Label.color)
 LABEL_ORDER: tuple[Column, ...] = (Label.name, Label.id)
 
 
+class ProjectMember(Table):
+    """Who is in a project, with which role; exactly one ``owner`` per project (the migration's
+    partial unique index and deferred constraint trigger), who is also ``project.owner``."""
+
+    project = ForeignKey(Project, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    member = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    role = Varchar(length=20, choices=ProjectRole, null=False)
+    joined_at = Timestamptz(default=TimestamptzNow(), null=False)
+    unique_project_member = Unique([project, member])
+
+
+class Invitation(Table):
+    """An offer to join a project, addressed to an email; accepted by the account with that email."""
+
+    project = ForeignKey(Project, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    # Stored normalised as account emails are (app/services/users.py normalize_email).
+    email = Varchar(length=320, null=False)
+    role = Varchar(length=20, choices=ProjectRole, null=False)
+    inviter = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    status = Varchar(length=20, choices=InvitationStatus, default=InvitationStatus.pending, null=False)
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    expires_at = Timestamptz(null=False)
+
+
 class Task(Table):
     id = Serial(primary_key=True)
+    # Whose inbox holds the task while it has no project; a project's tasks belong to its members.
     owner = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    created_by = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
     project = ForeignKey(Project, null=True, default=None, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
     parent: ForeignKey[Task] = ForeignKey(
         "self", null=True, default=None, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade
@@ -190,8 +233,17 @@ class TaskLabel(Table):
     unique_task_label = Unique([task, label])
 
 
+class TaskAssignee(Table):
+    """Who a task is assigned to: members of its project (for an inbox task, only its owner)."""
+
+    task = ForeignKey(Task, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    assignee = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    unique_task_assignee = Unique([task, assignee])
+
+
 class Comment(Table):
     id = Serial(primary_key=True)
+    # The author.
     owner = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
     task = ForeignKey(Task, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
     body = Varchar(length=10_000, required=True, null=False)
@@ -231,4 +283,16 @@ class RateLimit(Table):
     reset_at = Timestamptz(null=False)
 
 
-ALL_TABLES: list[type[Table]] = [User, Project, Label, Task, TaskLabel, Comment, IdempotencyKey, RateLimit]
+ALL_TABLES: list[type[Table]] = [
+    User,
+    Project,
+    ProjectMember,
+    Invitation,
+    Label,
+    Task,
+    TaskLabel,
+    TaskAssignee,
+    Comment,
+    IdempotencyKey,
+    RateLimit,
+]

@@ -212,7 +212,10 @@ async def _create_data(
         ids["roots"] = [t["id"] for t in created[: min(4, len(created))]]
     if children:
         parents = ids["roots"]
-        bodies = [body(i, parents[i["parent"] % len(parents)] if parents else None) for i in children]
+        # A subtask lives in its parent's project: given no project, it takes the parent's.
+        bodies = [
+            body({**i, "project": None}, parents[i["parent"] % len(parents)] if parents else None) for i in children
+        ]
         response = await client.post("/api/v1/tasks/bulk", json={"tasks": bodies}, headers=headers)
         assert response.status_code == 201, response.text
         created += response.json()["items"]

@@ -64,6 +64,11 @@ class TaskController(Controller):
         status: Annotated[list[Literal["todo", "in_progress", "done"]] | None, QueryParameter()] = None,
         priority: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=4)]] | None, QueryParameter()] = None,
         label_id: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]] | None, QueryParameter()] = None,
+        assignee_id: Annotated[
+            list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]] | None,
+            QueryParameter(description="Assigned to any of these users"),
+        ] = None,
+        unassigned: Annotated[bool | None, QueryParameter(description="true: nobody assigned")] = None,
         due_before: QueryTime = None,
         due_after: QueryTime = None,
         overdue: Annotated[bool | None, QueryParameter(description="true: due in the past and not done")] = None,
@@ -84,7 +89,9 @@ class TaskController(Controller):
             QueryParameter(description="'cursor' starts a keyset walk (first page, no cursor yet)"),
         ] = None,
     ) -> FlexPage[Task]:
-        """The caller's tasks, filtered (AND between parameters, OR within a repeated one) and sorted.
+        """The tasks the caller can see (their inbox and their projects'), filtered and sorted.
+
+        Filters combine with AND between parameters, OR within a repeated one.
 
         Sort fields: created_at, updated_at, due_at, priority, title, position, id; ``-`` for
         descending; default ``-created_at``; ties broken by id; tasks without due_at sort last.
@@ -97,6 +104,8 @@ class TaskController(Controller):
             status=status or (),
             priority=priority or (),
             label_id=label_id or (),
+            assignee_id=assignee_id or (),
+            unassigned=unassigned,
             due_before=storable_time("due_before", due_before),
             due_after=storable_time("due_after", due_after),
             overdue=overdue,

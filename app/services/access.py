@@ -1,24 +1,118 @@
-"""Who may see and change what: the one place access is decided.
+"""Who may see and change what: the one place access is decided (SPEC "Collaboration").
 
-Each function gives a Piccolo condition on a table for the user bound as ``user``, used inside
-every statement that reads or writes the table, so the check and the work are one statement.
+A project's members see it and its tasks and comments; what they may change depends on their
+role (``ProjectRole``, least to most). An inbox task (no project) is its owner's alone. Each
+function gives a Piccolo condition for the user bound as ``user``, used inside every statement
+that reads or writes, so the check and the work are one statement: a membership removed in a
+committed transaction is seen by the next statement.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from piccolo.columns import Column
+from piccolo.columns.combination import WhereRaw
 from piccolo.custom_types import Combinable
 
-from app.services.query import Param
-from app.tables import Task
+from app.services.query import Param, Statement, column_sql, querystring
+from app.tables import Invitation, ProjectMember, ProjectRole, Task, User
 
 USER = Param("user")
+RANK = {role: rank for rank, role in enumerate(ProjectRole)}
+
+# The least role each action needs in a project (an inbox task's owner may do them all).
+READ = ProjectRole.viewer
+COMMENT = ProjectRole.commenter
+EDIT = ProjectRole.editor
+ADMIN = ProjectRole.admin
+OWN = ProjectRole.owner
 
 
-def tasks_visible() -> Combinable:
-    """The tasks ``user`` can read."""
-    return Task.owner == USER
+def roles_from(least: ProjectRole) -> list[str]:
+    """The roles at least ``least``."""
+    return [role.value for role in ProjectRole if RANK[role] >= RANK[least]]
 
 
-def tasks_writable() -> Combinable:
-    """The tasks ``user`` can change or delete."""
-    return Task.owner == USER
+def may(role: str | None, least: ProjectRole) -> bool:
+    return role is not None and RANK[ProjectRole(role)] >= RANK[least]
+
+
+def member_of(project: Column, least: ProjectRole = READ) -> WhereRaw:
+    """``user`` is a member of the project in column ``project`` with at least role ``least``:
+    one probe of the (project, member) unique index."""
+    members = ProjectMember.select(ProjectMember._meta.primary_key).where(
+        WhereRaw(f"{column_sql(ProjectMember.project)} = {column_sql(project)}") & (ProjectMember.member == USER)
+    )
+    if least is not READ:
+        members = members.where(ProjectMember.role.is_in(roles_from(least)))
+    return WhereRaw("EXISTS ({})", querystring(members))
+
+
+# The least role each action on a project and its people needs: services check these inside
+# their statements, README "Sharing a project" shows them, tests generate their matrix from them.
+PROJECT_ACTIONS: dict[str, ProjectRole] = {
+    "read the project": READ,
+    "list members": READ,
+    "change the project": ADMIN,
+    "list invitations": ADMIN,
+    "invite": ADMIN,
+    "withdraw an invitation": ADMIN,
+    "change a member's role": ADMIN,
+    "remove a member": ADMIN,
+    "delete the project": OWN,
+    "transfer the project": OWN,
+}
+
+
+def projects(least: ProjectRole = READ) -> Any:
+    """The ids of the projects where ``user`` has at least role ``least`` (a subquery for IN,
+    for statements on project_member itself, where ``member_of`` would correlate with itself)."""
+    found = ProjectMember.select(ProjectMember.project).where(ProjectMember.member == USER)
+    if least is not READ:
+        found = found.where(ProjectMember.role.is_in(roles_from(least)))
+    return found
+
+
+def has_role(project: Param, least: ProjectRole = READ) -> Any:
+    """A one-value query (``SELECT EXISTS ...``): ``user`` has at least role ``least`` in the
+    project bound as ``project``; for statements that have no project row to correlate with."""
+    return ProjectMember.exists().where(
+        (ProjectMember.project == project)
+        & (ProjectMember.member == USER)
+        & ProjectMember.role.is_in(roles_from(least))
+    )
+
+
+def invitations_to_user() -> Combinable:
+    """The invitations addressed to ``user``'s account email (both stored normalised)."""
+    return Invitation.email.is_in(User.select(User.email).where(User.id == USER))
+
+
+def _own_inbox() -> Combinable:
+    return Task.project.is_null() & (Task.owner == USER)
+
+
+def tasks(least: ProjectRole = READ) -> Combinable:
+    """The tasks ``user`` may act on with role ``least``, for statements on one task or a few."""
+    return _own_inbox() | member_of(Task.project, least)
+
+
+def listed_tasks() -> Combinable:
+    """The tasks ``user`` can see, for lists: the projects come as one array (an InitPlan), so
+    the task indexes on ``project`` and on ``owner`` serve the scan."""
+    projects = ProjectMember.select(ProjectMember.project).where(ProjectMember.member == USER)
+    return _own_inbox() | WhereRaw(f"{column_sql(Task.project)} = ANY(ARRAY({{}}))", querystring(projects))
+
+
+# ``user``'s role in ``project`` (no row: not a member).
+ROLE = Statement(
+    ProjectMember.select(ProjectMember.role).where(
+        (ProjectMember.project == Param("project")) & (ProjectMember.member == USER)
+    )
+)
+
+
+async def role_in(user_id: int, project_id: int) -> str | None:
+    row = await ROLE.fetch_one(project=project_id, user=user_id)
+    return None if row is None else str(row["role"])

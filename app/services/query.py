@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
 from piccolo.query.base import Query
 from piccolo.querystring import QueryString
 
@@ -33,6 +34,11 @@ class Param:
 
     def __repr__(self) -> str:
         return f"Param({self.name!r})"
+
+
+def column_sql(column: Column) -> str:
+    """A column as ``"table"."column"``, for the few conditions Piccolo takes as text."""
+    return f'"{column._meta.table._meta.tablename}"."{column._meta.db_column_name}"'
 
 
 def querystring(query: Query[Any, Any] | QueryString) -> QueryString:

@@ -17,9 +17,12 @@ from typing import Any
 
 from piccolo.columns import Column
 from piccolo.columns.combination import WhereRaw
+from piccolo.query import SelectRaw
 from piccolo.querystring import QueryString
+from piccolo.table import Table
 
-from app.services.query import Param, Statement
+from app.services.access import EDIT, USER, roles_from
+from app.services.query import Param, Statement, column_sql
 from app.tables import LABEL_BRIEF, LABEL_ORDER, RateLimit, Task, TaskStatus
 
 
@@ -39,6 +42,18 @@ def labels_json(task_id: str) -> str:
     return f"(SELECT {label_objects('l')} FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = {task_id})"
 
 
+def assignees_array(task_id: str) -> str:
+    """A task's assignees' ids, ascending, as one integer[] column."""
+    return f"ARRAY(SELECT a.assignee FROM task_assignee a WHERE a.task = {task_id} ORDER BY a.assignee)"
+
+
+def role_in_project(project: str) -> SelectRaw:
+    """A select expression: ``user``'s role in the SQL ``project`` (null: not a member)."""
+    return SelectRaw(
+        f"(SELECT m.role FROM project_member m WHERE m.project = {project} AND m.member = {{}}) AS role", USER
+    )
+
+
 def completed_at(status: Param, previous: str, now: Param) -> QueryString:
     """The one rule for ``completed_at``: set when status becomes done, kept while done, else null."""
     done = TaskStatus.done.value
@@ -47,13 +62,14 @@ def completed_at(status: Param, previous: str, now: Param) -> QueryString:
     )
 
 
-def column_sql(column: Column) -> str:
-    return f'"{column._meta.table._meta.tablename}"."{column._meta.db_column_name}"'
-
-
 def any_of(column: Column, values: Param) -> WhereRaw:
     """``column`` is one of the array ``values`` (one parameter, whatever the number of values)."""
     return WhereRaw(f"{column_sql(column)} = ANY({{}}::{_cast(column)}[])", values)
+
+
+def none_of(column: Column, values: Param) -> WhereRaw:
+    """``column`` is none of the array ``values``."""
+    return WhereRaw(f"NOT ({column_sql(column)} = ANY({{}}::{_cast(column)}[]))", values)
 
 
 # What q searches: title and description as one lower-cased text. Words hold no whitespace, so a
@@ -90,9 +106,11 @@ def search_values(words: Sequence[str], indexed: int) -> dict[str, Any]:
     return values
 
 
+EDITORS = ", ".join(f"'{role}'" for role in roles_from(EDIT))
 COLUMNS = _names(tuple(Task._meta.columns))
 TASK_ID = '"task"."id"'
-PAGE_COLUMNS = ", ".join([*(f'"task"."{c}"' for c in COLUMNS), f"{labels_json(TASK_ID)} AS labels"])
+EXTRAS = f"{labels_json(TASK_ID)} AS labels, {assignees_array(TASK_ID)} AS assignee_ids"
+PAGE_COLUMNS = ", ".join([*(f'"task"."{c}"' for c in COLUMNS), EXTRAS])
 
 
 def limited(query: QueryString, *, offset: bool) -> QueryString:
@@ -117,9 +135,9 @@ def capped_count(rows: QueryString) -> QueryString:
     return QueryString("SELECT count(*) AS count FROM ({} LIMIT {}) n", rows, Param("count_max"))
 
 
-def returning_labels(update: QueryString) -> QueryString:
-    """An ``UPDATE task ... RETURNING`` that also returns the task's labels."""
-    return QueryString(f"{{}}, {labels_json(TASK_ID)} AS labels", update)
+def returning_extras(update: QueryString) -> QueryString:
+    """An ``UPDATE task ... RETURNING`` that also returns the task's labels and assignees."""
+    return QueryString(f"{{}}, {EXTRAS}", update)
 
 
 # Every column but those the database fills (id, version) and the one the status rule derives.
@@ -134,6 +152,29 @@ def _cast(column: Column) -> str:
     return {"serial": "integer", "bigserial": "bigint"}.get(kind, kind)
 
 
+def returning_also(write: QueryString, *extra: QueryString) -> QueryString:
+    """A write's ``RETURNING`` list with more expressions (e.g. ``role_in_project``)."""
+    return QueryString("{}" + ", {}" * len(extra), write, *extra)
+
+
+def insert_where(
+    table: type[Table], columns: Sequence[Column], *, holds: Sequence[QueryString], fails: Sequence[QueryString] = ()
+) -> QueryString:
+    """``INSERT INTO table (columns) SELECT <one parameter per column, by name> WHERE ... RETURNING *``:
+    the row is written only when every ``holds`` is true and every ``fails`` false (each a
+    one-value query such as Piccolo's ``exists()``), checked in the same statement. Piccolo's
+    insert takes no condition."""
+    names = ", ".join(f'"{c._meta.db_column_name}"' for c in columns)
+    values = ", ".join("{}::" + _cast(c) for c in columns)
+    conditions = " AND ".join(["({})"] * len(holds) + ["NOT ({})"] * len(fails))
+    return QueryString(
+        f'INSERT INTO "{table._meta.tablename}" ({names}) SELECT {values} WHERE {conditions} RETURNING *',
+        *(Param(c._meta.name) for c in columns),
+        *holds,
+        *fails,
+    )
+
+
 # Labels are checked, the task inserted and linked, and the answer returned in one statement;
 # when a label is not the user's, nothing is inserted (no rows come back). Parameters: one per
 # inserted column (by name), ``now``, ``label_ids`` and ``label_count``.
@@ -142,29 +183,89 @@ CREATE_TASK = Statement(
         "WITH wanted AS (SELECT l.* FROM label l WHERE l.owner = {} AND l.id = ANY({}::integer[])),"
         f" t AS (INSERT INTO task ({', '.join(_names(INSERTED))}, completed_at)"
         f" SELECT {', '.join('{}::' + _cast(c) for c in INSERTED)}, {{}}"
-        " WHERE (SELECT count(*) FROM wanted) = {} RETURNING *),"
+        " WHERE (SELECT count(*) FROM wanted) = {}"
+        # The project: none (the inbox), or one where the creator may edit; the parent: one the
+        # creator can see, in the same project.
+        " AND ({}::integer IS NULL OR EXISTS (SELECT 1 FROM project_member m"
+        f" WHERE m.project = {{}} AND m.member = {{}} AND m.role IN ({EDITORS})))"
+        " AND ({}::integer IS NULL OR EXISTS (SELECT 1 FROM task p WHERE p.id = {}"
+        " AND p.project IS NOT DISTINCT FROM {}::integer AND (p.project IS NOT NULL OR p.owner = {})))"
+        " RETURNING *),"
         " linked AS (INSERT INTO task_label (task, label) SELECT t.id, w.id FROM t, wanted w)"
-        f" SELECT {', '.join(f't.{c}' for c in COLUMNS)}, (SELECT {label_objects('w')} FROM wanted w) AS labels FROM t",
+        f" SELECT {', '.join(f't.{c}' for c in COLUMNS)}, (SELECT {label_objects('w')} FROM wanted w) AS labels,"
+        " '{{}}'::integer[] AS assignee_ids FROM t",
         Param("owner"),
         Param("label_ids"),
         *(Param(c._meta.name) for c in INSERTED),
         completed_at(Param("status"), "NULL", Param("now")),
         Param("label_count"),
+        Param("project"),
+        Param("project"),
+        Param("owner"),
+        Param("parent"),
+        Param("parent"),
+        Param("project"),
+        Param("owner"),
     )
 )
 
-# Replaces nothing: the caller deleted the old links. Returns the linked labels, API-shaped.
+# Links the labels of ``label_ids`` the user may attach (their own, and those already on the
+# task), keeping links that exist; returns the ids that may be attached.
 LINK_LABELS = Statement(
     QueryString(
-        "WITH linked AS (INSERT INTO task_label (task, label) SELECT {}, l.id FROM label l"
-        " WHERE l.id = ANY({}::integer[]) AND l.owner = {} RETURNING label)"
-        f" SELECT {', '.join(f'l.{c}' for c in _names(LABEL_BRIEF))} FROM linked JOIN label l ON l.id = linked.label"
-        f" ORDER BY {', '.join(f'l.{c}' for c in _names(LABEL_ORDER))}",
-        Param("task"),
+        "WITH allowed AS (SELECT l.id FROM label l WHERE l.id = ANY({}::integer[]) AND (l.owner = {}"
+        " OR EXISTS (SELECT 1 FROM task_label k WHERE k.task = {} AND k.label = l.id))),"
+        " linked AS (INSERT INTO task_label (task, label) SELECT {}, id FROM allowed ON CONFLICT DO NOTHING)"
+        " SELECT id FROM allowed",
         Param("label_ids"),
-        Param("user"),
+        USER,
+        Param("task"),
+        Param("task"),
     )
 )
+
+# Assigns the users of ``assignee_ids`` who may be assignees (members of the task's project; for
+# an inbox task its owner), keeping assignments that exist; returns those who may.
+ASSIGN = Statement(
+    QueryString(
+        "WITH allowed AS (SELECT u.id FROM task t, unnest({}::integer[]) u(id) WHERE t.id = {}"
+        " AND ((t.project IS NULL AND u.id = t.owner) OR EXISTS (SELECT 1 FROM project_member m"
+        " WHERE m.project = t.project AND m.member = u.id))),"
+        " assigned AS (INSERT INTO task_assignee (task, assignee) SELECT {}, id FROM allowed ON CONFLICT DO NOTHING)"
+        " SELECT id FROM allowed",
+        Param("assignee_ids"),
+        Param("task"),
+        Param("task"),
+    )
+)
+
+# Moves a task's subtasks, at every depth, to ``project``; in the inbox they are the mover's.
+# Assignees who are not members there are unassigned. Returns the moved ids.
+MOVE_SUBTASKS = Statement(
+    QueryString(
+        "WITH RECURSIVE sub(id) AS (SELECT t.id FROM task t WHERE t.parent = {}"
+        " UNION SELECT t.id FROM task t JOIN sub ON t.parent = sub.id)"
+        " UPDATE task SET project = {}::integer, owner = CASE WHEN {}::integer IS NULL THEN {} ELSE task.owner END"
+        " FROM sub WHERE task.id = sub.id RETURNING task.id",
+        Param("task"),
+        Param("project"),
+        Param("project"),
+        USER,
+    )
+)
+UNASSIGN_OUTSIDERS = Statement(
+    QueryString(
+        "DELETE FROM task_assignee a USING task t WHERE a.task = t.id AND t.id = ANY({}::integer[])"
+        " AND NOT ((t.project IS NULL AND a.assignee = t.owner)"
+        " OR EXISTS (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = a.assignee))",
+        Param("ids"),
+    )
+)
+
+# The one deferred check of a write that moves tasks: a subtask lives in its parent's project.
+DEFER_SUBTREE_CHECK = Statement(QueryString("SET CONSTRAINTS task_parent_same_project DEFERRED"))
+CHECK_SUBTREE = Statement(QueryString("SET CONSTRAINTS task_parent_same_project IMMEDIATE"))
+
 
 # Whether ``task`` is ``parent`` or one of its ancestors (so ``parent`` may not become its parent).
 IS_ANCESTOR = Statement(

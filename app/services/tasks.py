@@ -9,6 +9,7 @@ and only when the page does not reach the list's end).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ import msgspec
 from piccolo.custom_types import Combinable
 from piccolo.query import SelectRaw
 
-from app.errors import BadParameterError, InvalidFieldError, NotFoundError, PreconditionFailedError
+from app.errors import BadParameterError, ForbiddenError, InvalidFieldError, NotFoundError, PreconditionFailedError
 from app.services import access, sql
 from app.services.common import from_row, utcnow
 from app.services.idempotency import Idempotency, run_once
@@ -38,7 +39,7 @@ from app.services.listing import (
     scope_fingerprint,
 )
 from app.services.query import Param, Statement, querystring, transaction
-from app.tables import Label, Task, TaskLabel, TaskStatus, sortable
+from app.tables import Label, ProjectRole, Task, TaskAssignee, TaskLabel, TaskStatus, sortable
 
 SORTABLE = sortable(Task)
 DEFAULT_SORT = "-created_at"
@@ -56,6 +57,7 @@ FK_FIELDS = {
     "task_project_fkey": ("project_id", "project"),
     "task_parent_same_owner": ("parent_id", "parent"),
     "task_parent_fkey": ("parent_id", "parent"),
+    "task_parent_same_project": ("parent_id", "parent"),
 }
 
 DONE = TaskStatus.done.value
@@ -72,6 +74,8 @@ class TaskFilters:
     status: Sequence[str] = ()
     priority: Sequence[int] = ()
     label_id: Sequence[int] = ()
+    assignee_id: Sequence[int] = ()
+    unassigned: bool | None = None
     due_before: dt.datetime | None = None
     due_after: dt.datetime | None = None
     overdue: bool | None = None
@@ -84,7 +88,7 @@ class TaskFilters:
         if len(self.words) > MAX_SEARCH_WORDS:
             raise BadParameterError("q", f"at most {MAX_SEARCH_WORDS} words")
         # OR-sets: order and repeats carry no meaning, so a cursor survives them.
-        for name in ("status", "priority", "label_id"):
+        for name in ("status", "priority", "label_id", "assignee_id"):
             object.__setattr__(self, name, tuple(sorted(set(getattr(self, name)))))
         for name in ("due_before", "due_after"):
             value = getattr(self, name)
@@ -103,6 +107,10 @@ FILTERS: dict[str, Callable[[Any, Param], Combinable]] = {
     "status": lambda _, p: sql.any_of(Task.status, p),
     "priority": lambda _, p: sql.any_of(Task.priority, p),
     "label_id": lambda _, p: Task.id.is_in(TaskLabel.select(TaskLabel.task).where(sql.any_of(TaskLabel.label, p))),
+    "assignee_id": lambda _, p: Task.id.is_in(
+        TaskAssignee.select(TaskAssignee.task).where(sql.any_of(TaskAssignee.assignee, p))
+    ),
+    "unassigned": lambda on, _: (Task.id.not_in if on else Task.id.is_in)(TaskAssignee.select(TaskAssignee.task)),
     "due_before": lambda _, p: Task.due_at < p,
     "due_after": lambda _, p: Task.due_at > p,
     "overdue": lambda on, now: (
@@ -146,7 +154,7 @@ def _values(user_id: int, f: TaskFilters, shape: Shape) -> dict[str, Any]:
 
 @lru_cache(maxsize=512)
 def _where(shape: Shape) -> Combinable:
-    condition = access.tasks_visible()
+    condition = access.listed_tasks()
     for name, choice in shape[0]:
         condition = condition & FILTERS[name](choice, Param(name))
     for search in sql.search_conditions(*shape[1]):
@@ -229,15 +237,20 @@ def _search_cost(filters: TaskFilters) -> Iterator[None]:
         raise BadParameterError("q", "too costly; use fewer or longer words") from None
 
 
-# Reads carry the labels in the same statement as the tasks, as a JSON column.
-WITH_LABELS = SelectRaw(f"{sql.labels_json('task.id')} AS labels")
+# Reads carry the labels and assignees in the same statement as the tasks.
+EXTRAS = SelectRaw(sql.EXTRAS)
 GET_TASK = Statement(
-    Task.select(*Task._meta.columns, WITH_LABELS).where((Task.id == Param("id")) & access.tasks_visible())
+    Task.select(*Task._meta.columns, EXTRAS).where((Task.id == Param("id")) & access.tasks(access.READ))
 )
 GET_TASKS = Statement(
-    Task.select(*Task._meta.columns, WITH_LABELS).where(sql.any_of(Task.id, Param("ids")) & access.tasks_visible())
+    Task.select(*Task._meta.columns, EXTRAS).where(sql.any_of(Task.id, Param("ids")) & access.tasks(access.READ))
 )
-VERSION_OF = Statement(Task.select(Task.version).where((Task.id == Param("id")) & access.tasks_visible()))
+# A task the user can see: its version and project, and the user's role there.
+SEEN = Statement(
+    Task.select(Task.id, Task.version, Task.project, sql.role_in_project('"task"."project"')).where(
+        sql.any_of(Task.id, Param("ids")) & access.tasks(access.READ)
+    )
+)
 
 
 async def get_task(user_id: int, task_id: int) -> Task:
@@ -248,18 +261,24 @@ async def get_task(user_id: int, task_id: int) -> Task:
 
 
 def _task(record: Any) -> Task:
-    """A task from a row whose ``labels`` column is the JSON array built by sql.labels_json."""
+    """A task from a row with ``labels`` (JSON from sql.labels_json) and ``assignee_ids``."""
     row = dict(record)
-    row["labels"] = msgspec.json.decode(row["labels"])  # an attribute beside the columns
+    row["labels"] = msgspec.json.decode(row["labels"])  # attributes beside the columns
     return from_row(Task, row)
 
 
-async def _missing_or_stale(user_id: int, task_id: int) -> None:
-    """After a conditional write matched nothing: 404 if the user cannot see it, else 412."""
-    row = await VERSION_OF.fetch_one(id=task_id, user=user_id)
-    if row is None:
-        raise NotFoundError("Task", task_id)
-    raise PreconditionFailedError("Task", row["version"])
+async def _why_not(user_id: int, task_ids: list[int], least: ProjectRole, *, stale: bool = True) -> None:
+    """After a write matched fewer tasks than asked: 404 for the first the user cannot see, 403
+    when their role is below ``least``, else 412 (the version moved)."""
+    seen = {r["id"]: r for r in await SEEN.fetch(ids=task_ids, user=user_id)}
+    for task_id in task_ids:
+        row = seen.get(task_id)
+        if row is None:
+            raise NotFoundError("Task", task_id)
+        if row["project"] is not None and not access.may(row["role"], least):
+            raise ForbiddenError("Project", row["project"], least.value, row["role"])
+    if stale:
+        raise PreconditionFailedError("Task", seen[task_ids[0]]["version"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,7 +293,7 @@ def _plain(value: Any) -> Any:
 DEFAULTS = {
     c._meta.name: _plain(c.get_default_value())
     for c in sql.INSERTED
-    if c._meta.name not in {"owner", "created_at", "updated_at"} and not c._meta.required
+    if c._meta.name not in {"owner", "created_by", "created_at", "updated_at"} and not c._meta.required
 }
 
 
@@ -282,33 +301,44 @@ DEFAULTS = {
 def _update_statement(fields: tuple[str, ...], check_version: bool, many: bool = False) -> Statement:
     """``UPDATE task`` of ``fields`` (parameters by field name, ``now``), version +1, status rule.
 
-    One task (``id``) returns it with its labels; ``many`` (``ids``) returns the rows only.
+    One task (``id``) returns it with labels and assignees; ``many`` (``ids``) the rows only.
     """
     values: dict[Any, Any] = {Task._meta.get_column_by_name(name): Param(name) for name in fields}
     if "status" in fields:
         values[Task.completed_at] = sql.completed_at(Param("status"), '"completed_at"', NOW)
     values[Task.version] = Task.version + 1
     values[Task.updated_at] = NOW
-    where = (sql.any_of(Task.id, Param("ids")) if many else Task.id == Param("id")) & access.tasks_writable()
+    where = (sql.any_of(Task.id, Param("ids")) if many else Task.id == Param("id")) & access.tasks(access.EDIT)
     if check_version:
         where = where & (Task.version == Param("version"))
     update = querystring(Task.update(values, use_auto_update=False).where(where).returning(*Task._meta.columns))
-    return Statement(update if many else sql.returning_labels(update))
+    return Statement(update if many else sql.returning_extras(update))
 
 
-_DELETABLE = (Task.id == Param("id")) & access.tasks_writable()
+_DELETABLE = (Task.id == Param("id")) & access.tasks(access.EDIT)
 DELETE = {
     False: Statement(Task.delete().where(_DELETABLE).returning(Task.id)),
     True: Statement(Task.delete().where(_DELETABLE & (Task.version == Param("version"))).returning(Task.id)),
 }
-DELETE_LINKS = Statement(TaskLabel.delete().where(TaskLabel.task == Param("task")))
+UNLINK_LABELS = Statement(
+    TaskLabel.delete().where((TaskLabel.task == Param("task")) & sql.none_of(TaskLabel.label, Param("label_ids")))
+)
+UNASSIGN = Statement(
+    TaskAssignee.delete().where(
+        (TaskAssignee.task == Param("task")) & sql.none_of(TaskAssignee.assignee, Param("assignee_ids"))
+    )
+)
 OWN_LABELS = Statement(
     Label.select(Label.id).where((Label.owner == Param("user")) & sql.any_of(Label.id, Param("ids")))
 )
+# The project of a parent the user can see (a subtask is created in its parent's project).
+PARENT = Statement(Task.select(Task.project).where((Task.id == Param("id")) & access.tasks(access.READ)))
 
 
 def _fk_error(exc: asyncpg.ForeignKeyViolationError, data: dict[str, Any], index: int | None) -> InvalidFieldError:
     field_name, key = FK_FIELDS.get(exc.constraint_name or "", ("body", ""))
+    if exc.constraint_name == "task_parent_same_project":
+        return _invalid(field_name, "a subtask lives in its parent's project", index)
     message = f"{key} {data.get(key)} does not exist" if key else "references an object that does not exist"
     return _invalid(field_name, message, index)
 
@@ -319,20 +349,25 @@ def _invalid(field_name: str, message: str, index: int | None) -> InvalidFieldEr
     return InvalidFieldError(f"tasks[{index}].{field_name}", message, index=index)
 
 
-async def _replace_labels(user_id: int, task_id: int, label_ids: list[int]) -> list[dict[str, Any]]:
-    """Make the task's label set exactly ``label_ids``; every id must be the user's label.
-
-    Returns the labels as the API shows them (sorted by name, then id).
-    """
+async def _set_labels(user_id: int, task_id: int, label_ids: list[int], index: int | None = None) -> None:
+    """Make the task's label set exactly ``label_ids``: the user's own labels, and any already on
+    the task (labels stay personal, but a task shows every label its members attached)."""
     wanted = list(dict.fromkeys(label_ids))
-    await DELETE_LINKS.fetch(task=task_id)
-    if not wanted:
-        return []
-    linked = await sql.LINK_LABELS.fetch(task=task_id, label_ids=wanted, user=user_id)
-    if len(linked) != len(wanted):
-        missing = sorted(set(wanted) - {r["id"] for r in linked})
-        raise InvalidFieldError("label_ids", f"labels {missing} do not exist")
-    return [dict(r) for r in linked]
+    allowed = {r["id"] for r in await sql.LINK_LABELS.fetch(task=task_id, label_ids=wanted, user=user_id)}
+    if missing := sorted(set(wanted) - allowed):
+        raise _invalid("label_ids", f"labels {missing} do not exist", index)
+    await UNLINK_LABELS.fetch(task=task_id, label_ids=wanted)
+
+
+async def _set_assignees(task_id: int, assignee_ids: list[int], index: int | None = None) -> None:
+    """Make the task's assignees exactly ``assignee_ids``: members of its project (inbox: its owner)."""
+    wanted = list(dict.fromkeys(assignee_ids))
+    allowed = {r["id"] for r in await sql.ASSIGN.fetch(task=task_id, assignee_ids=wanted)}
+    if outsiders := sorted(set(wanted) - allowed):
+        raise _invalid(
+            "assignee_ids", f"users {outsiders} cannot be assigned: not members of the task's project", index
+        )
+    await UNASSIGN.fetch(task=task_id, assignee_ids=wanted)
 
 
 async def _check_no_cycle(task_id: int, parent_id: int) -> None:
@@ -343,47 +378,86 @@ async def _check_no_cycle(task_id: int, parent_id: int) -> None:
         raise InvalidFieldError("parent_id", "a task cannot become its own ancestor")
 
 
-async def _lock_tree(user_id: int) -> None:
-    # Serialises re-parenting per user, so two concurrent moves cannot close a cycle together.
-    await sql.LOCK.fetch(key="task-tree", space=user_id)
+async def _lock_tree() -> None:
+    # Serialises re-parenting and moves, so two concurrent ones cannot close a cycle together.
+    await sql.LOCK.fetch(key="task-tree", space=0)
+
+
+async def _check_project(user_id: int, project_id: int, index: int | None = None) -> None:
+    """The user may put tasks in the project (editor+): 422 if they cannot see it, else 403."""
+    role = await access.role_in(user_id, project_id)
+    if role is None:
+        raise _invalid("project_id", f"project {project_id} does not exist", index)
+    if not access.may(role, access.EDIT):
+        raise ForbiddenError("Project", project_id, access.EDIT.value, role)
 
 
 async def _insert_task(user_id: int, data: dict[str, Any], index: int | None = None) -> Task:
-    """Insert one task with its labels (one statement); the result carries ``labels``."""
+    """Insert one task with its labels (one statement; assignees add one); the result carries
+    ``labels`` and ``assignee_ids``. A subtask is created in its parent's project."""
     wanted = list(dict.fromkeys(data.get("label_ids") or []))
     now = utcnow()
     values = {
         **DEFAULTS,
         **data,
         "owner": user_id,
+        "created_by": user_id,
         "created_at": now,
         "updated_at": now,
         "now": now,
         "label_ids": wanted,
         "label_count": len(wanted),
     }
+    parent = values.get("parent")
+    if parent is not None and values.get("project") is None:
+        row = await PARENT.fetch_one(id=parent, user=user_id)
+        values["project"] = row["project"] if row else None
     try:
         rows = await sql.CREATE_TASK.fetch(**values)
     except asyncpg.ForeignKeyViolationError as exc:
         raise _fk_error(exc, data, index) from None
-    if not rows:  # some label is not the user's: nothing was inserted
-        found = await OWN_LABELS.fetch(user=user_id, ids=wanted)
-        missing = sorted(set(wanted) - {r["id"] for r in found})
-        raise _invalid("label_ids", f"labels {missing} do not exist", index)
-    return _task(rows[0])
+    if not rows:  # a reference the user may not use: nothing was inserted
+        await _why_not_created(user_id, values, index)
+    task = _task(rows[0])
+    if assignees := data.get("assignee_ids"):
+        await _set_assignees(task.id, assignees, index)
+        task.assignee_ids = sorted(set(assignees))  # type: ignore[attr-defined]
+    return task
+
+
+async def _why_not_created(user_id: int, values: dict[str, Any], index: int | None) -> None:
+    if values.get("project") is not None:
+        await _check_project(user_id, values["project"], index)
+    if (parent := values.get("parent")) is not None:
+        row = await PARENT.fetch_one(id=parent, user=user_id)
+        if row is None:
+            raise _invalid("parent_id", f"parent {parent} does not exist", index)
+        raise _invalid("parent_id", "a subtask lives in its parent's project", index)
+    found = await OWN_LABELS.fetch(user=user_id, ids=values["label_ids"])
+    missing = sorted(set(values["label_ids"]) - {r["id"] for r in found})
+    raise _invalid("label_ids", f"labels {missing} do not exist", index)
 
 
 def _snapshot(tasks: list[Task]) -> list[dict[str, Any]]:
-    return [{**{c._meta.name: getattr(t, c._meta.name) for c in Task._meta.columns}, "labels": t.labels} for t in tasks]  # type: ignore[attr-defined]
+    return [
+        {**{c._meta.name: getattr(t, c._meta.name) for c in Task._meta.columns}, **{k: getattr(t, k) for k in EXTRA}}
+        for t in tasks
+    ]
+
+
+EXTRA = ("labels", "assignee_ids")
 
 
 async def create_task(
     user_id: int, data: dict[str, Any], *, idempotency: Idempotency | None = None
 ) -> tuple[Task, bool]:
-    """Create one task (with its labels) in one transaction. Returns (task, replayed)."""
+    """Create one task (with its labels and assignees) in one transaction. Returns (task, replayed)."""
 
     async def create() -> list[dict[str, Any]]:
-        return _snapshot([await _insert_task(user_id, data)])  # one statement: atomic by itself
+        # One statement is atomic by itself; assignees add a second.
+        async with transaction() if data.get("assignee_ids") else contextlib.nullcontext():
+            task = await _insert_task(user_id, data)
+        return _snapshot([task])
 
     rows, replayed = await run_once(user_id, idempotency, create)
     return _restore(rows)[0], replayed
@@ -406,36 +480,81 @@ async def create_tasks(
 def _restore(rows: list[dict[str, Any]]) -> list[Task]:
     tasks = []
     for row in rows:
-        labels = row.pop("labels", [])
+        extras = {k: row.pop(k, []) for k in EXTRA}
         task = from_row(Task, row)
-        task.labels = labels  # type: ignore[attr-defined]
+        task.__dict__.update(extras)
         tasks.append(task)
     return tasks
 
 
 async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, expected_version: int | None) -> Task:
-    """Apply a partial change. Status drives ``completed_at``; ``label_ids`` replaces the set.
+    """Apply a partial change. Status drives ``completed_at``; ``label_ids`` and ``assignee_ids``
+    replace their sets; a new ``project`` takes the subtasks along (editor+ in both projects).
 
-    The version check and the write are one UPDATE, so concurrent writers with the same
-    If-Match see exactly one success.
+    The access check, the version check and the write are one UPDATE, so concurrent writers with
+    the same If-Match see exactly one success.
     """
     if not changes:
-        # Writes nothing and keeps the version, but answers 404 / 412 as a write would.
+        # Writes nothing and keeps the version, but answers 404 / 403 / 412 as a write would.
         task = await get_task(user_id, task_id)
+        if task.project is not None and not access.may(await access.role_in(user_id, task.project), access.EDIT):
+            await _why_not(user_id, [task_id], access.EDIT)
         if expected_version is not None and task.version != expected_version:
             raise PreconditionFailedError("Task", task.version)
         return task
-    fields = {k: v for k, v in changes.items() if k != "label_ids"}
-    if "label_ids" not in changes and changes.get("parent") is None:
+    fields = _fields(user_id, changes)
+    if fields.keys().isdisjoint(TREE_FIELDS) and changes.keys().isdisjoint(EXTRA_WRITES):
         return await _update_one(user_id, task_id, fields, expected_version)
     async with transaction():
-        if changes.get("parent") is not None:
-            await _lock_tree(user_id)
-            await _check_no_cycle(task_id, changes["parent"])
+        await _change_tree(user_id, [task_id], changes)
         task = await _update_one(user_id, task_id, fields, expected_version)
-        if "label_ids" in changes:
-            task.labels = await _replace_labels(user_id, task_id, changes["label_ids"])  # type: ignore[attr-defined]
+        await _change_sets(user_id, task_id, changes)
+        try:
+            await sql.CHECK_SUBTREE.fetch()
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise _fk_error(exc, changes, None) from None
+        if not changes.keys().isdisjoint(EXTRA_WRITES):
+            task = await get_task(user_id, task_id)
     return task
+
+
+def _fields(user_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """The task columns a change writes; a task moved to the inbox lands in the mover's."""
+    fields = {k: v for k, v in changes.items() if k not in EXTRA_WRITES}
+    if "project" in fields and fields["project"] is None:
+        fields["owner"] = user_id
+    return fields
+
+
+# Writes that are not columns of the task, and columns whose change moves tasks in the tree.
+EXTRA_WRITES = frozenset({"label_ids", "assignee_ids"})
+TREE_FIELDS = frozenset({"project", "parent"})
+
+
+async def _change_tree(user_id: int, task_ids: list[int], changes: dict[str, Any]) -> None:
+    """Checks for a new parent or project, before the tasks' own UPDATE."""
+    if changes.keys().isdisjoint(TREE_FIELDS):
+        return
+    await sql.DEFER_SUBTREE_CHECK.fetch()
+    await _lock_tree()
+    if (parent := changes.get("parent")) is not None:
+        for task_id in task_ids:
+            await _check_no_cycle(task_id, parent)
+        if await PARENT.fetch_one(id=parent, user=user_id) is None:
+            raise InvalidFieldError("parent_id", f"parent {parent} does not exist")
+    if (project := changes.get("project")) is not None:
+        await _check_project(user_id, project)
+
+
+async def _change_sets(user_id: int, task_id: int, changes: dict[str, Any]) -> None:
+    """After a task's UPDATE: its subtasks follow a new project; labels and assignees replaced."""
+    if "project" in changes:
+        moved = [r["id"] for r in await sql.MOVE_SUBTASKS.fetch(task=task_id, project=changes["project"], user=user_id)]
+        await sql.UNASSIGN_OUTSIDERS.fetch(ids=[task_id, *moved])
+    if "label_ids" in changes:
+        await _set_labels(user_id, task_id, changes["label_ids"])
+    if "assignee_ids" in changes:
+        await _set_assignees(task_id, changes["assignee_ids"])
 
 
 async def _update_one(user_id: int, task_id: int, fields: dict[str, Any], expected_version: int | None) -> Task:
@@ -445,31 +564,31 @@ async def _update_one(user_id: int, task_id: int, fields: dict[str, Any], expect
     except asyncpg.ForeignKeyViolationError as exc:
         raise _fk_error(exc, fields, None) from None
     if not rows:
-        await _missing_or_stale(user_id, task_id)
+        await _why_not(user_id, [task_id], access.EDIT)
     return _task(rows[0])
 
 
 async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) -> list[Task]:
-    """Apply the same partial change to several tasks, all or nothing; 404 names a foreign id."""
+    """Apply the same partial change to several tasks, all or nothing; the caller's role is
+    checked on every one (404 names an id they cannot see, 403 one they may not change)."""
     wanted = list(dict.fromkeys(ids))
     async with transaction():
-        if changes.get("parent") is not None:
-            await _lock_tree(user_id)
-            for task_id in wanted:
-                await _check_no_cycle(task_id, changes["parent"])
-        fields = {k: v for k, v in changes.items() if k != "label_ids"}
+        await _change_tree(user_id, wanted, changes)
+        fields = _fields(user_id, changes)
         try:
             # An empty change writes nothing and keeps versions.
             statement = _update_statement(tuple(fields), False, many=True) if changes else GET_TASKS
             rows = await statement.fetch(**fields, ids=wanted, user=user_id, now=utcnow())
         except asyncpg.ForeignKeyViolationError as exc:
             raise _fk_error(exc, changes, None) from None
-        found = {r["id"] for r in rows}
-        if missing := [i for i in wanted if i not in found]:
-            raise NotFoundError("Task", missing[0])
-        if "label_ids" in changes:
-            for task_id in wanted:
-                await _replace_labels(user_id, task_id, changes["label_ids"])
+        if len(rows) < len(wanted):
+            await _why_not(user_id, wanted, access.EDIT if changes else access.READ, stale=False)
+        for task_id in wanted:
+            await _change_sets(user_id, task_id, changes)
+        try:
+            await sql.CHECK_SUBTREE.fetch()
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise _fk_error(exc, changes, None) from None
         by_id = {r["id"]: r for r in await GET_TASKS.fetch(ids=wanted, user=user_id)}
     return [_task(by_id[i]) for i in wanted]
 
@@ -478,4 +597,4 @@ async def delete_task(user_id: int, task_id: int, *, expected_version: int | Non
     """Delete a task; its subtasks and comments go with it (ON DELETE CASCADE)."""
     checked = expected_version is not None
     if not await DELETE[checked].fetch(id=task_id, user=user_id, version=expected_version):
-        await _missing_or_stale(user_id, task_id)
+        await _why_not(user_id, [task_id], access.EDIT)

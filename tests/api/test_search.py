@@ -137,8 +137,9 @@ async def test_list_with_q_is_served_by_the_trigram_index(client, alice):
     from app.db import get_engine
 
     await run_sql(
-        "INSERT INTO task (owner, title, description) SELECT {}, 'task ' || g, 'lorem ipsum ' || g"
+        "INSERT INTO task (owner, created_by, title, description) SELECT {}, {}, 'task ' || g, 'lorem ipsum ' || g"
         " FROM generate_series(1, 3000) g",
+        alice.id,
         alice.id,
     )
     await run_sql("VACUUM ANALYZE task")  # also moves the GIN index's pending entries into it
@@ -176,7 +177,9 @@ async def test_a_search_too_costly_for_the_statement_timeout_is_400_naming_q(reg
             user_id = (await http.get("/api/v1/users/me", headers=headers)).json()["id"]
             text = " ".join(words) + " " + "filler text " * 1600  # ~20 KB
             await run_sql(
-                "INSERT INTO task (owner, title, description) SELECT {}, 't' || g, {} FROM generate_series(1, 400) g",
+                "INSERT INTO task (owner, created_by, title, description) SELECT {}, {}, 't' || g, {}"
+                " FROM generate_series(1, 400) g",
+                user_id,
                 user_id,
                 text,
             )

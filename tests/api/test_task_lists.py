@@ -429,7 +429,9 @@ async def test_no_filter_lists_only_own_tasks(client, alice, world):
 
 
 async def test_filter_project_id(client, alice, world):
-    assert _names(world, await _ids(client, alice, [("project_id", world["home"])])) == {"milk", "late_done"}
+    # A subtask lives in its parent's project.
+    home = {"milk", "late_done", "child"}
+    assert _names(world, await _ids(client, alice, [("project_id", world["home"])])) == home
     assert _names(world, await _ids(client, alice, [("project_id", world["work"])])) == {
         "report",
         "plain",
@@ -439,7 +441,7 @@ async def test_filter_project_id(client, alice, world):
 
 
 async def test_filter_inbox(client, alice, world):
-    inbox = {"late_todo", "future", "percent", "under", "nounder", "child"}
+    inbox = {"late_todo", "future", "percent", "under", "nounder"}
     assert _names(world, await _ids(client, alice, [("inbox", "true")])) == inbox
     assert _names(world, await _ids(client, alice, [("inbox", "false")])) == set(world["ids"]) - inbox
 
@@ -530,7 +532,7 @@ async def test_filters_combine_with_and(client, alice, world):
     assert _names(world, await _ids(client, alice, params)) == {"percent"}
     params = [("project_id", world["home"]), ("due_before", _iso(NOW)), ("status", "done"), ("q", "rent")]
     assert _names(world, await _ids(client, alice, params)) == {"late_done"}
-    params = [("parent_id", world["ids"]["milk"]), ("q", "subtask"), ("inbox", "true")]
+    params = [("parent_id", world["ids"]["milk"]), ("q", "subtask"), ("inbox", "false")]
     assert _names(world, await _ids(client, alice, params)) == {"child"}
     params = [("project_id", world["home"]), ("inbox", "true")]
     assert await _ids(client, alice, params) == []
@@ -644,7 +646,10 @@ async def test_offset_total_is_exact_up_to_the_cap_and_null_beyond(client, alice
     from app.db import get_engine
     from app.services.tasks import EXACT_TOTAL_MAX
 
-    insert = "INSERT INTO task (owner, title, priority) SELECT $1, 'bulk ' || n, $2 FROM generate_series(1, $3) n"
+    insert = (
+        "INSERT INTO task (owner, created_by, title, priority)"
+        " SELECT $1, $1, 'bulk ' || n, $2 FROM generate_series(1, $3) n"
+    )
     await get_engine().fetch(insert, alice.id, 1, EXACT_TOTAL_MAX)
     body = await _list(client, alice, {"limit": 5})
     assert (body["total"], len(body["items"])) == (EXACT_TOTAL_MAX, 5)
