@@ -152,8 +152,9 @@ CREATE = f"""
 WITH ok AS (
     SELECT (SELECT count(*) FROM label WHERE owner = $1 AND id = ANY($10::int[])) = cardinality($10::int[]) AS labels_ok
 ), t AS (
-    INSERT INTO task (owner, project, parent, title, description, status, priority, due_at, completed_at, position)
-    SELECT $1, $2::int, $3::int, $4::varchar, $5::varchar, $6::varchar, $7::int, $8::timestamptz,
+    INSERT INTO task (owner, created_by, project, parent, title, description, status, priority, due_at, completed_at,
+                      position)
+    SELECT $1, $1, $2::int, $3::int, $4::varchar, $5::varchar, $6::varchar, $7::int, $8::timestamptz,
            CASE WHEN $6::varchar = 'done' THEN now() END, $9::int
     FROM ok WHERE ok.labels_ok
     RETURNING *

@@ -35,7 +35,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SEED_VERSION = 4  # bump when the generated data changes, so old databases get re-seeded
+SEED_VERSION = 5  # bump when the generated data changes, so old databases get re-seeded
 BENCH_EMAIL = "bench@example.com"
 BENCH_PASSWORD = "bench-password-123"
 # The benchmark user's request quota: far above any rate a benchmark reaches, so nothing is
@@ -157,10 +157,12 @@ def _tasks(
         due = now + dt.timedelta(days=rng.uniform(-180, 365)) if rng.random() < 0.6 else None
         project = project_choices[i] if rng.random() < 0.85 else None
         parent = first_id + rng.randrange(i) if i > 0 and rng.random() < 0.08 else None
+        if parent is not None:
+            project = rows[parent - first_id]["project"]  # a subtask lives in its parent's project
         description = "" if rng.random() < 0.3 else _words(rng, 5, 40)
         rows.append(
             {
-                "id": task_id, "owner": owner, "project": project, "parent": parent,
+                "id": task_id, "owner": owner, "created_by": owner, "project": project, "parent": parent,
                 "title": _words(rng, 3, 8).capitalize(), "description": description, "status": status,
                 "priority": priority, "due_at": due, "completed_at": completed, "position": rng.randrange(1000),
                 "version": rng.randint(1, 3), "created_at": created, "updated_at": updated,
@@ -221,6 +223,8 @@ async def _fill(db_url: str, rows: int, password_hash: str, log) -> BenchData:
                         f"#{rng.randrange(0x1000000):06x}",
                     )
                 )
+        # Each project's owner is its owner member (the database checks it at commit, outside a load).
+        await conn.execute("INSERT INTO project_member (project, member, role) SELECT id, owner, 'owner' FROM project")
         user_projects, neighbour_projects = project_ids[:N_PROJECTS], project_ids[N_PROJECTS:]
         label_ids: list[int] = []
         for owner in (user_id, neighbour_id):
