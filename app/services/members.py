@@ -101,7 +101,8 @@ async def _explain(user_id: int, project_id: int, member_id: int, action: str) -
     if member_id == user_id and role == OWNER:
         raise ConflictError(OWNER_STAYS)
     needed = NEEDS[action]
-    if member_id != user_id and not access.may(role, needed):
+    leaving = member_id == user_id and action == "remove a member"
+    if not leaving and not access.may(role, needed):
         raise ForbiddenError("Project", project_id, needed.value, role)
     target = await access.role_in(member_id, project_id)
     if target is None:
