@@ -1,11 +1,12 @@
 """Pins every behaviour app/dto.py fixes over Litestar's PiccoloDTO (see its module docstring).
 
 One test per numbered fix, so a Litestar or Piccolo upgrade that changes one fails loudly, plus
-"read DTOs never carry owner or password material".
+"only Litestar's public API" and "read DTOs never carry owner or password material".
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import msgspec
 import pytest
 
 from app import dto
-from app.tables import ALL_TABLES, IdempotencyKey, Project, Task, User
+from app.tables import ALL_TABLES, HEX_COLOR, IdempotencyKey, Project, Task, User
 from tests.conftest import count_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,9 @@ async def test_1_omitted_columns_get_their_defaults(client, alice):
     assert defaults["priority"] == 0
     assert defaults["position"] == 0
     assert defaults["label_ids"] == []
+    # Bulk items are the very structs the single-object handlers decode into.
+    assert dto.TaskCreateBody is dto.TaskCreateDTO.body_struct()
+    assert dto.TaskPatchBody is dto.TaskPatchDTO.body_struct()
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,6 +264,13 @@ async def test_4_every_offending_field_is_named(client, alice):
     response = await client.post("/api/v1/tasks", json={"priority": 9}, headers=alice.headers)
     assert _fields(response) == {"title", "priority"}
 
+    # Strict: a number in a string, or a float for an integer, is not an integer.
+    body = {"priority": "1", "position": 1.0, "project_id": "1"}
+    response = await client.patch(f"/api/v1/tasks/{task['id']}", json=body, headers=alice.headers)
+    assert response.status_code == 400
+    assert _fields(response) == set(body)
+    assert (await client.get(f"/api/v1/tasks/{task['id']}", headers=alice.headers)).json() == task
+
 
 # --------------------------------------------------------------------------------------------
 # 5. OpenAPI shows enums, lengths, nullability and required fields as they are enforced.
@@ -342,16 +353,18 @@ async def test_5_openapi_matches_what_is_enforced(openapi):
     assert create["properties"]["status"].get("default") == "todo"
     assert create["properties"]["description"].get("default") == ""
 
-    # Write bodies offer exactly the writable fields.
+    # Write bodies offer exactly what the DTO decodes: SPEC's writable fields, never a server-set one.
     writable = {"project_id", "parent_id", "title", "description", "status", "priority", "due_at", "position"}
-    assert set(create["properties"]) == writable | {"label_ids"}
-    assert set(patch["properties"]) == writable | {"label_ids"}
+    for body, dto_class in ((create, dto.TaskCreateDTO), (patch, dto.TaskPatchDTO)):
+        assert set(body["properties"]) == {f.encode_name for f in msgspec.structs.fields(dto_class.body_struct())}
+        assert writable | {"label_ids"} <= set(body["properties"])
+        assert not set(body["properties"]) & (dto.TASK_SERVER_SET | {"owner", "labels"})
     assert "labels" in read["properties"]
     assert "completed_at" in read["properties"]
 
     project = _body_schema(openapi, "/api/v1/projects", "post")["properties"]
     assert (_first(project["name"], "maxLength"), _first(project["name"], "minLength")) == (200, 1)
-    assert _first(project["color"], "pattern") == dto.HEX_COLOR
+    assert _first(project["color"], "pattern") == HEX_COLOR
     assert "null" in _types(project["color"])
     assert project["archived"].get("default") is False
     label = _body_schema(openapi, "/api/v1/labels", "post")["properties"]
@@ -381,10 +394,20 @@ def _model(dto_class: type[dto.PiccoloDTO[Any]]) -> Any:
     return dto_class.model_type
 
 
+def _struct(dto_class: type[dto.PiccoloDTO[Any]]) -> type[msgspec.Struct]:
+    """The struct a DTO serves: an answer for a read DTO, a request body for the others."""
+    return dto_class.answer_struct() if "Read" in dto_class.__name__ else dto_class.body_struct()
+
+
+def _names(struct: type[msgspec.Struct]) -> set[str]:
+    """Attribute and wire names of a struct's fields."""
+    return {name for f in msgspec.structs.fields(struct) for name in (f.name, f.encode_name)}
+
+
 async def test_6_secret_columns_are_never_in_a_dto(client, alice, openapi):
     assert User.password_hash._meta.secret
     for dto_class in _all_dtos():
-        names = {definition.name for definition in dto_class.generate_field_definitions(_model(dto_class))}
+        names = {field.name for field in dto_class.fields()} | _names(_struct(dto_class))
         secret = {c._meta.name for c in _model(dto_class)._meta.columns if c._meta.secret}
         assert not names & secret, dto_class.__name__
     me = await client.get("/api/v1/users/me", headers=alice.headers)
@@ -419,6 +442,23 @@ def test_7_importing_app_dto_is_silent_under_w_error():
 
 
 # --------------------------------------------------------------------------------------------
+# 8. Only Litestar's public API: no ``litestar._*`` / ``litestar.dto._*`` module, no private attribute.
+
+
+def test_8_app_dto_uses_only_public_litestar_api():
+    tree = ast.parse((ROOT / "app" / "dto.py").read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    modules |= {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
+    litestar = {m for m in modules if m.split(".")[0] == "litestar"}
+    assert "litestar.dto" in litestar
+    assert not {m for m in litestar if any(part.startswith("_") for part in m.split("."))}
+    private = {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_") and n.attr[1] != "_"
+    }
+    assert private == {"_meta"}  # Piccolo's table and column metadata, its documented API
+
+
+# --------------------------------------------------------------------------------------------
 # Read DTOs never carry ``owner`` or password material.
 
 
@@ -443,12 +483,7 @@ def _properties(doc: dict[str, Any], schema: dict[str, Any], seen: set[str] | No
 async def test_read_dtos_never_carry_owner_or_password_material(client, alice, openapi):
     for dto_class in _all_dtos():
         if "Read" in dto_class.__name__:
-            names = {
-                d.name
-                for d in dto_class.generate_field_definitions(_model(dto_class))
-                if d.name not in dto_class.config.exclude
-            }
-            assert not names & ({"owner"} | SECRETS), dto_class.__name__
+            assert not _names(_struct(dto_class)) & ({"owner"} | SECRETS), dto_class.__name__
 
     response_properties: set[str] = set()
     for path, operations in openapi["paths"].items():
