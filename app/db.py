@@ -205,7 +205,6 @@ REPLICA_DOWN_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.UndefinedTableError,  # a replica of another database
 )
 # Errors of one statement that a standby cannot run: it runs again on the primary, which gives
 # the true answer. A statement timeout is not among them: the same statement would take as long
@@ -214,6 +213,8 @@ REPLICA_STATEMENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidTransactionStateError,  # read-only transaction: not a read after all
     asyncpg.exceptions.ObjectNotInPrerequisiteStateError,  # "recovery is in progress"
     asyncpg.exceptions.SerializationError,  # cancelled by a conflict with recovery
+    asyncpg.exceptions.UndefinedTableError,  # a migration the replica has not replayed yet
+    asyncpg.exceptions.UndefinedColumnError,
 )
 
 
@@ -341,7 +342,11 @@ class TaskapiEngine(PostgresEngine):
         if not candidates:
             return None
         if route.needed_lsn is None:
-            rows = await self._on_primary(lambda connection: connection.fetch(NEEDED_LSN_SQL, route.user_id))
+            try:
+                rows = await self._on_primary(lambda connection: connection.fetch(NEEDED_LSN_SQL, route.user_id))
+            except asyncpg.exceptions.UndefinedTableError:
+                logger.error("taskapi_read_position is missing (run taskapi migrate): reading from the primary")
+                return None
             route.needed_lsn = int(rows[0]["lsn"])
         self._next_replica = (self._next_replica + 1) % len(candidates)
         ordered = candidates[self._next_replica :] + candidates[: self._next_replica]
@@ -539,11 +544,7 @@ class ReadRouting:
             nonlocal recorded
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
-                try:
-                    await get_engine().record_write(users)
-                except UNAVAILABLE_ERRORS as exc:
-                    # The write itself is done; the caller's next read may then miss it on a replica.
-                    logger.warning("could not record a write position: %s", type(exc).__name__)
+                await _record_write(users)
             await send(message)
 
         try:
@@ -551,8 +552,16 @@ class ReadRouting:
         finally:
             if not recorded:
                 # No answer started (the request failed before one): record anyway, it may have written.
-                with contextlib.suppress(*UNAVAILABLE_ERRORS):
-                    await get_engine().record_write(users)
+                await _record_write(users)
+
+
+async def _record_write(users: list[int]) -> None:
+    try:
+        await get_engine().record_write(users)
+    except Exception as exc:
+        # The request's own work is done and must be answered; the caller's next read may then
+        # miss it on a replica.
+        logger.warning("could not record a write position: %s", type(exc).__name__)
 
 
 def read_routing(settings: Settings) -> list[Any]:

@@ -128,3 +128,31 @@ async def test_server_side_timeouts_hold_through_pgbouncer(admin_url):
                 assert (await engine.fetch("SELECT 41 + 1 AS n"))[0]["n"] == 42
             finally:
                 await engine.close_connection_pool()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_POOLER": "pgpool"}, "DATABASE_POOLER must be none or pgbouncer"),
+        ({"DB_PREPARED_STATEMENTS": "maybe"}, "DB_PREPARED_STATEMENTS must be on or off"),
+    ],
+)
+def test_pooler_settings_are_checked(monkeypatch, env, message):
+    from app.settings import SettingsError, load_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings().validate()
+
+
+def test_prepared_statements_default_by_pooler(monkeypatch):
+    from app.settings import load_settings
+
+    monkeypatch.setenv("DATABASE_POOLER", "pgbouncer")
+    assert load_settings().db_prepared_statements is False
+    monkeypatch.setenv("DB_PREPARED_STATEMENTS", "on")  # PgBouncer >= 1.21 with max_prepared_statements
+    assert load_settings().db_prepared_statements is True
+    monkeypatch.delenv("DATABASE_POOLER")
+    monkeypatch.delenv("DB_PREPARED_STATEMENTS")
+    assert load_settings().db_prepared_statements is True

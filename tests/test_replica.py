@@ -150,3 +150,27 @@ async def test_reads_fall_back_to_the_primary_when_the_replica_is_down(
                 assert listed.status_code == 200 and listed.json()["total"] == 1
                 assert time.monotonic() - started < 3
         assert "replica read failed" in server.output()
+
+
+@pytest.mark.parametrize(
+    ("sql", "replica"),
+    [
+        ("SELECT * FROM task WHERE id = $1", True),
+        ("  (SELECT 1) UNION (SELECT 2)", True),
+        ("WITH t AS (SELECT id FROM task) SELECT count(*) FROM t", True),
+        ('SELECT "task"."updated_at" FROM task', True),  # a column named like a keyword is fine
+        ("WITH moved AS (UPDATE task SET position = 1 RETURNING id) SELECT * FROM moved", False),
+        ("SELECT * FROM task WHERE id = $1 FOR UPDATE", False),
+        ("SELECT * FROM task FOR NO KEY UPDATE", False),
+        ("SELECT pg_try_advisory_xact_lock(1)", False),
+        ("SELECT nextval('task_id_seq')", False),
+        ("SELECT pg_current_xact_id()", False),
+        ("INSERT INTO task (title) VALUES ($1)", False),
+        ("DELETE FROM task WHERE id = $1", False),
+        ("SHOW statement_timeout", False),
+    ],
+)
+def test_only_plain_reads_may_go_to_a_replica(sql: str, replica: bool) -> None:
+    from app.db import is_read_only
+
+    assert is_read_only(sql) is replica
