@@ -53,7 +53,18 @@ from piccolo.columns import Column, column_types
 from piccolo.table import Table
 
 from app.services import users
-from app.tables import LABEL_BRIEF, Comment, Label, Project, Task, User, int_range, rules
+from app.tables import (
+    LABEL_BRIEF,
+    Comment,
+    Invitation,
+    Label,
+    Project,
+    ProjectMember,
+    Task,
+    User,
+    int_range,
+    rules,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -500,9 +511,15 @@ class UserReadDTO(PiccoloDTO[User]):
 # Projects
 
 
+# A member's role, as stored and checked (ProjectRole).
+Role: Any = column_annotation(ProjectMember.role)
+
+
 class ProjectReadDTO(PiccoloDTO[Project]):
     __schema_name__ = "Project"
     config = DTOConfig(exclude={"owner"})
+    # The caller's role in the project (app/services/projects.py reads it with the project).
+    extra_fields: ClassVar[dict[str, ExtraField]] = {"role": ExtraField(Role, read_only=True)}
 
 
 class ProjectCreateDTO(PiccoloDTO[Project]):
@@ -538,26 +555,36 @@ class LabelPatchDTO(PiccoloDTO[Label]):
 # Tasks
 
 LabelIds = Annotated[list[Id], msgspec.Meta(max_length=100)]
-TASK_SERVER_SET = SERVER_SET | {"completed_at"}
+UserIds = Annotated[list[Id], msgspec.Meta(max_length=100)]
+TASK_SERVER_SET = SERVER_SET | {"completed_at", "created_by"}
 TASK_RENAMES = {"project": "project_id", "parent": "parent_id"}
 
 
 class TaskReadDTO(PiccoloDTO[Task]):
     __schema_name__ = "Task"
     config = DTOConfig(exclude={"owner"}, rename_fields=TASK_RENAMES)
-    extra_fields: ClassVar[dict[str, ExtraField]] = {"labels": ExtraField(list[LabelBrief], read_only=True)}
+    extra_fields: ClassVar[dict[str, ExtraField]] = {
+        "labels": ExtraField(list[LabelBrief], read_only=True),
+        "assignee_ids": ExtraField(list[int], read_only=True),
+    }
 
 
 class TaskCreateDTO(PiccoloDTO[Task]):
     __schema_name__ = "TaskCreate"
     config = DTOConfig(exclude=TASK_SERVER_SET, rename_fields=TASK_RENAMES, forbid_unknown_fields=True)
-    extra_fields: ClassVar[dict[str, ExtraField]] = {"label_ids": ExtraField(LabelIds, default=[])}
+    extra_fields: ClassVar[dict[str, ExtraField]] = {
+        "label_ids": ExtraField(LabelIds, default=[]),
+        "assignee_ids": ExtraField(UserIds, default=[]),
+    }
 
 
 class TaskPatchDTO(PiccoloDTO[Task]):
     __schema_name__ = "TaskPatch"
     config = DTOConfig(exclude=TASK_SERVER_SET, rename_fields=TASK_RENAMES, partial=True, forbid_unknown_fields=True)
-    extra_fields: ClassVar[dict[str, ExtraField]] = {"label_ids": ExtraField(LabelIds)}
+    extra_fields: ClassVar[dict[str, ExtraField]] = {
+        "label_ids": ExtraField(LabelIds),
+        "assignee_ids": ExtraField(UserIds),
+    }
 
 
 # The write bodies, also as bulk items (one OpenAPI component each, whole body or item).
@@ -589,9 +616,17 @@ class TaskBulkPatch(msgspec.Struct, forbid_unknown_fields=True):
 # Comments
 
 
+class Author(msgspec.Struct, frozen=True):
+    """Who wrote a comment."""
+
+    id: int
+    display_name: str
+
+
 class CommentReadDTO(PiccoloDTO[Comment]):
     __schema_name__ = "Comment"
     config = DTOConfig(exclude={"owner"}, rename_fields={"task": "task_id"})
+    extra_fields: ClassVar[dict[str, ExtraField]] = {"author": ExtraField(Author, read_only=True)}
 
 
 class CommentCreateDTO(PiccoloDTO[Comment]):
@@ -602,3 +637,59 @@ class CommentCreateDTO(PiccoloDTO[Comment]):
 class CommentPatchDTO(PiccoloDTO[Comment]):
     __schema_name__ = "CommentPatch"
     config = DTOConfig(exclude=SERVER_SET | {"task"}, partial=True, forbid_unknown_fields=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Members and invitations (SPEC "Collaboration")
+
+
+class MemberUser(msgspec.Struct, frozen=True):
+    """A member as other members see them."""
+
+    id: int
+    email: str
+    display_name: str
+
+
+class Membership(msgspec.Struct, frozen=True):
+    """One member of a project: ``{user, role, joined_at}``."""
+
+    user: MemberUser
+    role: Role
+    joined_at: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+class MemberPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """A member's new role (below owner: ownership moves by transfer)."""
+
+    role: Role
+
+
+class MemberPatchDTO(StrictDTO[MemberPatch]):
+    __schema_name__ = "MemberPatch"
+
+
+class ProjectTransfer(msgspec.Struct, forbid_unknown_fields=True):
+    """The member who becomes the project's owner."""
+
+    user_id: Id
+
+
+class ProjectTransferDTO(StrictDTO[ProjectTransfer]):
+    __schema_name__ = "ProjectTransfer"
+
+
+class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Who is invited (an email, with or without an account) and with which role (below owner)."""
+
+    email: EMAIL
+    role: Role
+
+
+class InvitationCreateDTO(StrictDTO[InvitationCreate]):
+    __schema_name__ = "InvitationCreate"
+
+
+class InvitationReadDTO(PiccoloDTO[Invitation]):
+    __schema_name__ = "Invitation"
+    config = DTOConfig(rename_fields={"project": "project_id", "inviter": "inviter_id"})
