@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
@@ -278,3 +279,18 @@ async def test_the_403_problem_is_documented(client, register):
     assert [str(e) for e in validator.iter_errors(body)] == []
     assert set(body) <= set(schemas["Problem"]["properties"])
     assert set(doc["paths"]["/api/v1/projects/{project_id}"]["delete"]["responses"]) >= {"403", "404", "412"}
+
+
+def test_the_readme_role_table_says_what_the_code_does():
+    """README "Sharing a project" has one row per action: a mark under each role that may do it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Sharing a project", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["Action", *(role.value for role in ProjectRole)]
+    table = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        table[cells[0]] = {role for role, cell in zip(header[1:], cells[1:], strict=True) if cell}
+    for action, needed in PROJECT_ACTIONS.items():
+        assert table[action] == {role.value for role in ProjectRole if may(role.value, needed)}, action
