@@ -19,6 +19,7 @@ from typing import TypeVar
 from piccolo.columns import (
     JSONB,
     BigInt,
+    BigSerial,
     Boolean,
     Column,
     ForeignKey,
@@ -283,6 +284,46 @@ class RateLimit(Table):
     reset_at = Timestamptz(null=False)
 
 
+class Xid8(Column):
+    """PostgreSQL's 64-bit transaction id (``xid8``), compared with snapshot bounds in SQL only."""
+
+    value_type = int
+
+    @property
+    def column_type(self) -> str:
+        return "XID8"
+
+
+class Event(Table):
+    """One committed change (SPEC "Changes, live updates and webhooks"), written only by the
+    triggers of the migration "event log" in the changing transaction: never insert directly.
+
+    ``object_type``/``object_id`` say which object changed (a membership's id for ``member.*``);
+    ``project_id`` or, for inbox tasks and labels, ``owner_id`` say who may read it. ``horizon``
+    (the next transaction id when ``id`` was drawn) tells the feed when no smaller id can appear.
+    """
+
+    id = BigSerial(primary_key=True)
+    txid = Xid8(null=False)
+    horizon = Xid8(null=False)
+    type = Varchar(length=40, null=False)
+    occurred_at = Timestamptz(default=TimestamptzNow(), null=False)
+    actor_id = Integer(default=None, null=True)
+    project_id = Integer(default=None, null=True)
+    owner_id = Integer(default=None, null=True)
+    object_type = Varchar(length=20, null=False)
+    object_id = Integer(null=False)
+    object = JSONB(null=False)
+    changes = JSONB(default=None, null=True)
+
+
+class EventRetention(Table):
+    """One row: the highest event id the retention cleanup has deleted (none yet: no row)."""
+
+    id = Integer(primary_key=True, default=1)
+    purged_through = BigInt(null=False)
+
+
 ALL_TABLES: list[type[Table]] = [
     User,
     Project,
@@ -295,4 +336,6 @@ ALL_TABLES: list[type[Table]] = [
     Comment,
     IdempotencyKey,
     RateLimit,
+    Event,
+    EventRetention,
 ]
