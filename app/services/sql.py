@@ -4,6 +4,8 @@
 - creating a task with its labels in one statement (data-modifying CTEs);
 - linking labels and returning them (a data-modifying CTE);
 - the ancestor walk of the cycle check (``WITH RECURSIVE``);
+- an INSERT written only when conditions hold (``insert_where``: Piccolo's insert takes no WHERE),
+  and extra expressions in a write's RETURNING (``returning_also``);
 - advisory locks, and the rate-limit counter's UPSERT (app/ratelimit.py).
 
 Column lists, casts and the label shape are still read from the tables (app/tables.py), and every
