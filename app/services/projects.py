@@ -152,21 +152,30 @@ async def delete_project(user_id: int, project_id: int, *, expected_version: int
         raise ConflictError(f"Project {project_id} changed while this request ran; retry")
 
 
-# A transfer, in one transaction (the one-owner trigger checks at commit): the project names its
-# new owner, who must be a member, if the caller owns it; the old owner becomes admin (first, so
-# the partial unique index on owners never sees two); the new one becomes owner.
+# A transfer, in one transaction (the one-owner trigger checks at commit). First the caller's own
+# membership goes from owner to admin: that UPDATE is the access check, on the row it locks, so
+# of two transfers at once the second re-reads the row after the first commits and matches
+# nothing (a check in a subquery would be re-read from the old snapshot). Then the project names
+# its new owner, who must be a member, and that member becomes owner (after the demotion, so the
+# partial unique index on owners never sees two).
+_ME = (ProjectMember.project == Param("id")) & (ProjectMember.member == access.USER)
+STEP_DOWN = Statement(
+    ProjectMember.update({ProjectMember.role: ProjectRole.admin.value})
+    .where(_ME & ProjectMember.role.is_in(access.roles_from(NEEDS["transfer the project"])))
+    .returning(ProjectMember.member)
+)
 _IS_MEMBER = Project.id.is_in(ProjectMember.select(ProjectMember.project).where(ProjectMember.member == Param("to")))
-TRANSFER = Statement(
+HAND_OVER = Statement(
     Project.update(
         {Project.owner: Param("to"), Project.version: Project.version + 1, Project.updated_at: Param("now")},
         use_auto_update=False,
     )
-    .where((Project.id == Param("id")) & access.member_of(Project.id, NEEDS["transfer the project"]) & _IS_MEMBER)
+    .where((Project.id == Param("id")) & _IS_MEMBER)
     .returning(*Project._meta.columns)
 )
-SET_ROLE = Statement(
-    ProjectMember.update({ProjectMember.role: Param("role")})
-    .where((ProjectMember.project == Param("id")) & (ProjectMember.member == Param("member")))
+STEP_UP = Statement(
+    ProjectMember.update({ProjectMember.role: OWNER})
+    .where((ProjectMember.project == Param("id")) & (ProjectMember.member == Param("to")))
     .returning(ProjectMember.member)
 )
 
@@ -182,18 +191,17 @@ async def transfer_project(user_id: int, project_id: int, to_user_id: int) -> Pr
     if to_user_id == user_id:
         await explain(user_id, project_id, "transfer the project")
         raise InvalidFieldError("user_id", "you already own this project")
-    now = utcnow()
+    not_a_member = InvalidFieldError("user_id", f"user {to_user_id} is not a member of project {project_id}")
     try:
         async with transaction():
-            rows = await TRANSFER.fetch(id=project_id, user=user_id, to=to_user_id, now=now)
-            if not rows:
+            if not await STEP_DOWN.fetch(id=project_id, user=user_id):
                 await explain(user_id, project_id, "transfer the project")
-                raise InvalidFieldError("user_id", f"user {to_user_id} is not a member of project {project_id}")
-            await SET_ROLE.fetch(id=project_id, member=user_id, role=ProjectRole.admin.value)
-            if not await SET_ROLE.fetch(id=project_id, member=to_user_id, role=OWNER):
-                # Removed after the project row was claimed: nothing is written.
-                raise InvalidFieldError("user_id", f"user {to_user_id} is not a member of project {project_id}")
+                raise ConflictError(f"Project {project_id} changed while this request ran; retry")
+            rows = await HAND_OVER.fetch(id=project_id, to=to_user_id, now=utcnow())
+            # Not a member, or removed before the last step: nothing is written.
+            if not rows or not await STEP_UP.fetch(id=project_id, to=to_user_id):
+                raise not_a_member
     except asyncpg.IntegrityConstraintViolationError:
-        # Another transfer or removal committed in between; the database kept one owner.
+        # Another change committed in between; the database kept one owner.
         raise ConflictError(f"Project {project_id} changed while this request ran; retry") from None
     return from_row(Project, {**rows[0], "role": ProjectRole.admin.value})
