@@ -284,6 +284,10 @@ class RateLimit(Table):
     reset_at = Timestamptz(null=False)
 
 
+# An event id's low bits: its place among its transaction's events (the migration "event log").
+EVENTS_PER_TRANSACTION = 65_536
+
+
 class Xid8(Column):
     """PostgreSQL's 64-bit transaction id (``xid8``), compared with snapshot bounds in SQL only."""
 
@@ -298,14 +302,15 @@ class Event(Table):
     """One committed change (SPEC "Changes, live updates and webhooks"), written only by the
     triggers of the migration "event log" in the changing transaction: never insert directly.
 
+    ``id`` is set by the database: ``txid * EVENTS_PER_TRANSACTION`` plus the event's place in its
+    transaction, so ids order events as transaction ids do (the feed's gap-free rule).
     ``object_type``/``object_id`` say which object changed (a membership's id for ``member.*``);
-    ``project_id`` or, for inbox tasks and labels, ``owner_id`` say who may read it. ``horizon``
-    (the next transaction id when ``id`` was drawn) tells the feed when no smaller id can appear.
+    ``project_id`` or, for inbox tasks and labels and a removed member, ``owner_id`` say who
+    else may read it.
     """
 
     id = BigSerial(primary_key=True)
     txid = Xid8(null=False)
-    horizon = Xid8(null=False)
     type = Varchar(length=40, null=False)
     occurred_at = Timestamptz(default=TimestamptzNow(), null=False)
     actor_id = Integer(default=None, null=True)

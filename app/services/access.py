@@ -38,15 +38,23 @@ def may(role: str | None, least: ProjectRole) -> bool:
     return role is not None and RANK[ProjectRole(role)] >= RANK[least]
 
 
-def member_of(project: Column, least: ProjectRole = READ) -> WhereRaw:
+def acting() -> WhereRaw:
+    """Always true; names ``user`` as the transaction's actor for the event log's triggers (the
+    migration "event log"), with no statement of its own. Part of every write's condition below,
+    so it runs in the write; transaction-local, so a pooled connection keeps nothing."""
+    return WhereRaw("set_config('taskapi.actor', {}::integer::text, true) IS NOT NULL", USER)
+
+
+def member_of(project: Column, least: ProjectRole = READ) -> Combinable:
     """``user`` is a member of the project in column ``project`` with at least role ``least``:
     one probe of the (project, member) unique index."""
     members = ProjectMember.select(ProjectMember._meta.primary_key).where(
         WhereRaw(f"{column_sql(ProjectMember.project)} = {column_sql(project)}") & (ProjectMember.member == USER)
     )
-    if least is not READ:
-        members = members.where(ProjectMember.role.is_in(roles_from(least)))
-    return WhereRaw("EXISTS ({})", querystring(members))
+    if least is READ:
+        return WhereRaw("EXISTS ({})", querystring(members))
+    members = members.where(ProjectMember.role.is_in(roles_from(least)))
+    return WhereRaw("EXISTS ({})", querystring(members)) & acting()
 
 
 # The least role each action on a project and its people needs: services check these inside
@@ -70,7 +78,7 @@ def projects(least: ProjectRole = READ) -> Any:
     for statements on project_member itself, where ``member_of`` would correlate with itself)."""
     found = ProjectMember.select(ProjectMember.project).where(ProjectMember.member == USER)
     if least is not READ:
-        found = found.where(ProjectMember.role.is_in(roles_from(least)))
+        found = found.where(ProjectMember.role.is_in(roles_from(least)) & acting())
     return found
 
 
@@ -95,7 +103,9 @@ def _own_inbox() -> Combinable:
 
 def tasks(least: ProjectRole = READ) -> Combinable:
     """The tasks ``user`` may act on with role ``least``, for statements on one task or a few."""
-    return _own_inbox() | member_of(Task.project, least)
+    if least is READ:
+        return _own_inbox() | member_of(Task.project, least)
+    return (_own_inbox() | member_of(Task.project, least)) & acting()
 
 
 def listed_tasks() -> Combinable:
