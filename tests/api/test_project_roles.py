@@ -8,11 +8,13 @@ that role and nothing changes, an outsider gets exactly the 404 a missing id get
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import jsonschema_rs
 import pytest
 
@@ -294,3 +296,28 @@ def test_the_readme_role_table_says_what_the_code_does():
         table[cells[0]] = {role for role, cell in zip(header[1:], cells[1:], strict=True) if cell}
     for action, needed in PROJECT_ACTIONS.items():
         assert table[action] == {role.value for role in ProjectRole if may(role.value, needed)}, action
+
+
+async def test_a_role_change_counts_from_its_commit(client, register):
+    """A demotion or removal still uncommitted does not stop a write; once committed, the very
+    next request sees it (the role is read by the statement that writes, never cached)."""
+    team = await make_team(client, register)
+    admin, editor = team.members[ProjectRole.admin], team.members[ProjectRole.editor]
+    connection = await asyncpg.connect(os.environ["DATABASE_URL"])
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        await connection.execute(
+            "UPDATE project_member SET role = 'viewer' WHERE project = $1 AND member = $2", team.id, admin.id
+        )
+        await connection.execute("DELETE FROM project_member WHERE project = $1 AND member = $2", team.id, editor.id)
+        before = await client.patch(team.url, json={"name": "Before"}, headers=admin.headers)
+        assert before.status_code == 200, before.text
+        assert (await client.get(team.url, headers=editor.headers)).status_code == 200
+        await transaction.commit()
+    finally:
+        await connection.close()
+    body = assert_problem(await client.patch(team.url, json={"name": "After"}, headers=admin.headers), 403)
+    assert "you are viewer" in body["detail"]
+    assert_problem(await client.get(team.url, headers=editor.headers), 404)
+    assert (await client.get(team.url, headers=team.owner.headers)).json()["name"] == "Before"
