@@ -9,6 +9,7 @@ committed transaction is seen by the next statement.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from piccolo.columns import Column
@@ -106,6 +107,40 @@ def tasks(least: ProjectRole = READ) -> Combinable:
     if least is READ:
         return _own_inbox() | member_of(Task.project, least)
     return (_own_inbox() | member_of(Task.project, least)) & acting()
+
+
+# Inside a list's per-project branch, the project of the membership row it runs for.
+MEMBERSHIP_PROJECT = "m.project"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One part of the tasks a list shows, scanned on its own in the list's order.
+
+    ``per_project``: the condition is run once for each of ``user``'s projects (the row of
+    ``project_member`` aliased ``m``), so each project's index range is read in order.
+    """
+
+    condition: Combinable
+    per_project: bool = False
+
+
+def list_scopes(project_given: bool, inbox: bool | None) -> tuple[Scope, ...]:
+    """The parts a list of the tasks ``user`` can see is merged from.
+
+    With a ``project_id`` filter, that project if ``user`` is a member (one probe). Otherwise
+    their inbox and each of their projects, each read in order from its own index range, so a
+    page costs about ``limit`` rows per part, not the whole list (an OR of the two would be
+    sorted whole).
+    """
+    if project_given:
+        return (Scope(member_of(Task.project)),)
+    scopes = []
+    if inbox is not False:
+        scopes.append(Scope(_own_inbox()))
+    if inbox is not True:
+        scopes.append(Scope(WhereRaw(f"{column_sql(Task.project)} = {MEMBERSHIP_PROJECT}"), per_project=True))
+    return tuple(scopes)
 
 
 def listed_tasks() -> Combinable:

@@ -23,7 +23,7 @@ from piccolo.query import SelectRaw
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
-from app.services.access import EDIT, USER, roles_from
+from app.services.access import EDIT, MEMBERSHIP_PROJECT, USER, roles_from
 from app.services.query import Param, Statement, column_sql
 from app.tables import LABEL_BRIEF, LABEL_ORDER, RateLimit, Task, TaskStatus
 
@@ -122,6 +122,25 @@ def limited(query: QueryString, *, offset: bool) -> QueryString:
     return QueryString("{} LIMIT {}", query, Param("limit"))
 
 
+def for_each_project(branch: QueryString) -> QueryString:
+    """``branch`` (which refers to MEMBERSHIP_PROJECT) run for each of ``user``'s projects."""
+    alias = MEMBERSHIP_PROJECT.split(".")[0]
+    return QueryString(
+        f"SELECT t.* FROM project_member {alias} CROSS JOIN LATERAL ({{}}) t WHERE {alias}.member = {{}}", branch, USER
+    )
+
+
+def merged(branches: list[QueryString], order: str, *, columns: str = "*") -> QueryString:
+    """The branches' rows as one list in ``order``, limited and offset (each branch is in order)."""
+    union = " UNION ALL ".join("({})" for _ in branches)
+    return QueryString(
+        f"SELECT {columns} FROM ({union}) task ORDER BY {order} LIMIT {{}} OFFSET {{}}",
+        *branches,
+        Param("limit"),
+        Param("offset"),
+    )
+
+
 def rows_of(tasks: QueryString, order: str) -> QueryString:
     """The tasks a limited subquery selects, with their labels (built for those rows only)."""
     return QueryString(f"SELECT {PAGE_COLUMNS} FROM ({{}}) task ORDER BY {order}", tasks)
@@ -151,7 +170,8 @@ INSERTED = tuple(
 def _cast(column: Column) -> str:
     """The SQL type a parameter for ``column`` is cast to (a serial's values are integers)."""
     kind: str = column.column_type.split("(")[0].lower()
-    return {"serial": "integer", "bigserial": "bigint"}.get(kind, kind)
+    array = "[]" if column.column_type.endswith("[]") else ""  # VARCHAR(100)[]
+    return {"serial": "integer", "bigserial": "bigint"}.get(kind, kind) + array
 
 
 def returning_also(write: QueryString, *extra: QueryString) -> QueryString:
@@ -324,4 +344,121 @@ RATE_GIVE_BACK = Statement(
 )
 RATE_PURGE = Statement(
     RateLimit.delete().where(WhereRaw(f"{column_sql(RateLimit.reset_at)} < clock_timestamp() - interval '1 minute'"))
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Webhook deliveries (app/services/webhooks.py, app/webhooks_worker.py)
+
+_SENDABLE = "('pending', 'sending')"  # a 'sending' row whose lease (next_attempt_at) ended is due again
+
+# The same message again, as a new delivery: only to the owner's enabled webhook, and for a
+# project's event only while the owner is still a member there.
+REDELIVER = Statement(
+    QueryString(
+        "INSERT INTO webhook_delivery (webhook, event_id, project_id, type, message_id, payload, redelivery_of,"
+        " next_attempt_at, created_at)"
+        " SELECT d.webhook, d.event_id, d.project_id, d.type, d.message_id, d.payload, d.id, now(), now()"
+        " FROM webhook_delivery d JOIN webhook w ON w.id = d.webhook"
+        " WHERE d.id = {} AND d.webhook = {} AND w.owner = {} AND w.enabled"
+        " AND (d.project_id IS NULL OR EXISTS (SELECT 1 FROM project_member m"
+        " WHERE m.project = d.project_id AND m.member = w.owner))"
+        " RETURNING *",
+        Param("id"),
+        Param("webhook"),
+        USER,
+    )
+)
+
+# A worker's claim: up to ``room`` due deliveries of enabled webhooks, oldest due first, at most
+# ``per_webhook`` of one webhook (less what this worker already sends to it: ``busy`` / ``busy_room``),
+# skipping rows another worker holds. Each becomes 'sending' with a lease until now + ``lease``.
+CLAIM_DELIVERIES = Statement(
+    QueryString(
+        "WITH room AS (SELECT * FROM unnest({}::integer[], {}::integer[]) AS r(webhook, room)),"
+        " due AS (SELECT d.id, d.webhook, d.next_attempt_at FROM webhook_delivery d"
+        f" WHERE d.status IN {_SENDABLE} AND d.next_attempt_at <= now()"
+        " AND EXISTS (SELECT 1 FROM webhook w WHERE w.id = d.webhook AND w.enabled)"
+        " AND NOT EXISTS (SELECT 1 FROM room WHERE room.webhook = d.webhook AND room.room <= 0)"
+        " ORDER BY d.next_attempt_at, d.id LIMIT {} FOR UPDATE OF d SKIP LOCKED),"
+        " ranked AS (SELECT due.*, row_number() OVER (PARTITION BY due.webhook ORDER BY due.next_attempt_at, due.id)"
+        " AS n FROM due),"
+        " chosen AS (SELECT ranked.id FROM ranked LEFT JOIN room USING (webhook)"
+        " WHERE ranked.n <= coalesce(room.room, {}) ORDER BY ranked.next_attempt_at, ranked.id LIMIT {})"
+        " UPDATE webhook_delivery d SET status = 'sending', attempts = d.attempts + 1, last_attempt_at = now(),"
+        " next_attempt_at = now() + make_interval(secs => {}::float8)"
+        " FROM chosen, webhook w WHERE d.id = chosen.id AND w.id = d.webhook"
+        " RETURNING d.id, d.webhook, d.message_id, d.payload::text AS payload, d.attempts,"
+        " extract(epoch FROM now() - d.created_at)::float8 AS age, w.url, w.secret_salt, w.secret_key_id",
+        Param("busy"),
+        Param("busy_room"),
+        Param("scan"),
+        Param("per_webhook"),
+        Param("room"),
+        Param("lease"),
+    )
+)
+
+# Outcomes, written only by the claim that is still current (same attempt, still 'sending'): a
+# worker whose lease ran out and whose delivery was claimed again records nothing.
+_CURRENT_CLAIM = "WHERE id = {} AND attempts = {} AND status = 'sending'"
+RECORD_DELIVERED = Statement(
+    QueryString(
+        "UPDATE webhook_delivery SET status = 'delivered', delivered_at = now(), last_status_code = {},"
+        f" last_error = NULL, last_response_ms = {{}} {_CURRENT_CLAIM}",
+        Param("code"),
+        Param("ms"),
+        Param("id"),
+        Param("attempts"),
+    )
+)
+# ``delay`` null: no more retries ('failed').
+RECORD_FAILED = Statement(
+    QueryString(
+        "UPDATE webhook_delivery SET status = CASE WHEN {}::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
+        " next_attempt_at = CASE WHEN {}::float8 IS NULL THEN next_attempt_at"
+        " ELSE now() + make_interval(secs => {}::float8) END,"
+        f" last_status_code = {{}}, last_error = left({{}}, 500), last_response_ms = {{}} {_CURRENT_CLAIM}",
+        Param("delay"),
+        Param("delay"),
+        Param("delay"),
+        Param("code"),
+        Param("error"),
+        Param("ms"),
+        Param("id"),
+        Param("attempts"),
+    )
+)
+# 410 Gone: the delivery failed, the webhook is disabled and nothing else queued for it is sent.
+RECORD_GONE = Statement(
+    QueryString(
+        "WITH this AS (UPDATE webhook_delivery SET status = 'failed', last_status_code = 410, last_error = {},"
+        f" last_response_ms = {{}} {_CURRENT_CLAIM} RETURNING webhook),"
+        " off AS (UPDATE webhook SET enabled = false, disabled_reason = {}, updated_at = now(),"
+        " version = version + 1 WHERE id IN (SELECT webhook FROM this) AND enabled RETURNING id)"
+        " UPDATE webhook_delivery d SET status = 'cancelled', last_error = {}"
+        f" FROM off WHERE d.webhook = off.id AND d.id <> {{}} AND d.status IN {_SENDABLE}",
+        Param("error"),
+        Param("ms"),
+        Param("id"),
+        Param("attempts"),
+        Param("reason"),
+        Param("reason"),
+        Param("id"),
+    )
+)
+# A stopping worker hands back what it had claimed but not sent.
+RELEASE_CLAIMS = Statement(
+    QueryString(
+        "UPDATE webhook_delivery SET status = 'pending', next_attempt_at = now(), attempts = attempts - 1"
+        " WHERE id = ANY({}::bigint[]) AND status = 'sending'",
+        Param("ids"),
+    )
+)
+PURGE_DELIVERIES = Statement(
+    QueryString(
+        "DELETE FROM webhook_delivery WHERE created_at < now() - make_interval(days => {}::integer)"
+        " AND status IN ('delivered', 'failed', 'cancelled')",
+        Param("days"),
+    )
 )

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 from piccolo.custom_types import Combinable
 from piccolo.query import SelectRaw
+from piccolo.querystring import QueryString
 
 from app.errors import BadParameterError, ForbiddenError, InvalidFieldError, NotFoundError, PreconditionFailedError
 from app.services import access, sql
@@ -152,34 +153,52 @@ def _values(user_id: int, f: TaskFilters, shape: Shape) -> dict[str, Any]:
     return values
 
 
-@lru_cache(maxsize=512)
-def _where(shape: Shape) -> Combinable:
-    condition = access.listed_tasks()
-    for name, choice in shape[0]:
-        condition = condition & FILTERS[name](choice, Param(name))
-    for search in sql.search_conditions(*shape[1]):
-        condition = condition & search
+def _filters(shape: Shape) -> Combinable | None:
+    """The list's filters (access apart), as one condition."""
+    conditions = [FILTERS[name](choice, Param(name)) for name, choice in shape[0]]
+    conditions += sql.search_conditions(*shape[1])
+    condition = conditions[0] if conditions else None
+    for more in conditions[1:]:
+        condition = condition & more  # type: ignore[operator]
     return condition
+
+
+def _and(first: Combinable, second: Combinable | None) -> Combinable:
+    return first if second is None else first & second
 
 
 @lru_cache(maxsize=1024)
 def _page_statement(shape: Shape, keys: tuple[Sort, ...], kind: str, nulls: tuple[bool, ...] | None) -> Statement:
-    """A page: ``first`` (offset 0, or a keyset page), or ``deep`` (offset > 0)."""
-    where = _where(shape)
+    """A page: ``first`` (offset 0, or a keyset page), or ``deep`` (offset > 0).
+
+    Each scope of the tasks the user can see (access.list_scopes) reads at most ``window`` rows
+    (limit + offset) in the page's order from its own index range; the merged rows are then
+    limited and offset, and labels built for the page's rows only.
+    """
+    filters = _filters(shape)
     if nulls is not None:
-        where = where & after_clause(Task, list(keys), nulls)
+        filters = _and(after_clause(Task, list(keys), nulls), filters)
     order = order_sql(Task, list(keys))
+    given = dict(shape[0])
+    # Past the first page the skipped rows are bare ids and sort keys, cheaper to merge and skip.
+    sort_columns = {Task._meta.get_column_by_name(k.field) for k in keys}
+    columns = [Task.id, *(c for c in Task._meta.columns if c in sort_columns and c is not Task.id)]
+    if kind != "deep":
+        columns = list(Task._meta.columns)
+    branches = []
+    for scope in access.list_scopes("project_id" in given, given.get("inbox")):
+        branch = apply_order(Task.select(*columns).where(_and(scope.condition, filters)), Task, list(keys))
+        limited = QueryString("{} LIMIT {}", querystring(branch), Param("window"))
+        branches.append(sql.for_each_project(limited) if scope.per_project else limited)
     if kind == "deep":
-        # The skipped rows are bare ids, cheaper to sort and skip; labels only for the page.
-        ids = apply_order(Task.select(Task.id).where(where), Task, list(keys))
-        return Statement(sql.rows_by_id(sql.limited(querystring(ids), offset=True), order))
-    rows = apply_order(Task.select(*Task._meta.columns).where(where), Task, list(keys))
-    return Statement(sql.rows_of(sql.limited(querystring(rows), offset=False), order))
+        return Statement(sql.rows_by_id(sql.merged(branches, order, columns='"task"."id"'), order))
+    return Statement(sql.rows_of(sql.merged(branches, order), order))
 
 
 @lru_cache(maxsize=512)
 def _count_statement(shape: Shape) -> Statement:
-    return Statement(sql.capped_count(querystring(Task.select(Task.id).where(_where(shape)))))
+    where = _and(access.listed_tasks(), _filters(shape))
+    return Statement(sql.capped_count(querystring(Task.select(Task.id).where(where))))
 
 
 async def list_tasks(
@@ -208,14 +227,15 @@ async def list_tasks(
             nulls = tuple(v is None for v in after)
             values.update(after_values(after))
         with _search_cost(filters):
-            rows = await _page_statement(shape, tuple(keys), "first", nulls).fetch(**values, limit=limit + 1)
+            page = _page_statement(shape, tuple(keys), "first", nulls)
+            rows = await page.fetch(**values, limit=limit + 1, offset=0, window=limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(keys, scope, [rows[-1][k.field] for k in keys]) if has_more and rows else None
         return TaskPage(items=[_task(r) for r in rows], total=None, next_cursor=next_cursor)
     page = _page_statement(shape, tuple(keys), "deep" if offset else "first", None)
     with _search_cost(filters):
-        rows = await page.fetch(**values, limit=limit, offset=offset)
+        rows = await page.fetch(**values, limit=limit, offset=offset, window=limit + offset)
         if len(rows) < limit and (rows or offset == 0):
             total = offset + len(rows)  # this page ends the list: nothing left to count
         else:
@@ -513,7 +533,8 @@ async def update_task(user_id: int, task_id: int, changes: dict[str, Any], *, ex
             await sql.CHECK_SUBTREE.fetch()
         except asyncpg.ForeignKeyViolationError as exc:
             raise _fk_error(exc, changes, None) from None
-        if not changes.keys().isdisjoint(EXTRA_WRITES):
+        # Read back what changed after the UPDATE: sets, and assignees a move dropped.
+        if not changes.keys().isdisjoint(EXTRA_WRITES | {"project"}):
             task = await get_task(user_id, task_id)
     return task
 
