@@ -97,7 +97,7 @@ WITHDRAW = Statement(
 )
 ANSWER = Statement(
     Invitation.update({Invitation.status: Param("status")})
-    .where(_ID & access.invitations_to_user() & _OPEN)
+    .where(_ID & access.invitations_to_user() & _OPEN & access.acting())
     .returning(Invitation.project, Invitation.role)
 )
 JOIN = Statement(

@@ -51,6 +51,7 @@ REMOVE = Statement(
             (ProjectMember.member == access.USER)
             | ProjectMember.project.is_in(access.projects(NEEDS["remove a member"]))
         )
+        & access.acting()  # names the actor for the event log, also when leaving (no role is read)
     )
     .returning(ProjectMember.member)
 )

@@ -161,7 +161,7 @@ async def delete_project(user_id: int, project_id: int, *, expected_version: int
 _ME = (ProjectMember.project == Param("id")) & (ProjectMember.member == access.USER)
 STEP_DOWN = Statement(
     ProjectMember.update({ProjectMember.role: ProjectRole.admin.value})
-    .where(_ME & ProjectMember.role.is_in(access.roles_from(NEEDS["transfer the project"])))
+    .where(_ME & ProjectMember.role.is_in(access.roles_from(NEEDS["transfer the project"])) & access.acting())
     .returning(ProjectMember.member)
 )
 _IS_MEMBER = Project.id.is_in(ProjectMember.select(ProjectMember.project).where(ProjectMember.member == Param("to")))
