@@ -35,6 +35,7 @@ from app.controllers.members import MemberController
 from app.controllers.params import REPLAYED_STATE_KEY, check_query_spelling
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
+from app.controllers.webhooks import WebhookController
 from app.db import RequestDeadline, close_pool, read_routing, start_pool
 from app.errors import exception_handlers
 from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
@@ -42,6 +43,7 @@ from app.openapi import SCHEMA_PLUGINS, document_api, operation_id
 from app.ratelimit import Limiter, rate_limit_middleware
 from app.services.idempotency import purge_expired_keys
 from app.settings import Settings, get_settings
+from app.webhooks_worker import start_webhook_worker
 
 logger = logging.getLogger("taskapi")
 
@@ -105,10 +107,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await start_pool(settings)
         purger = asyncio.create_task(_purge_idempotency_keys())
+        # Webhook deliveries: one worker per process, on its own connections (app/webhooks_worker.py).
+        webhook_worker = await start_webhook_worker(settings)
         try:
             yield
         finally:
             purger.cancel()
+            if webhook_worker is not None:
+                await webhook_worker.stop()
             await close_pool()
 
     docs_assets = create_static_files_router(
@@ -154,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LabelController,
             TaskController,
             CommentController,
+            WebhookController,
             docs_assets,
         ],
         # The deadline is outermost, so it also bounds the token check's database work.

@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-migrate", action="store_true", help="do not apply pending migrations first")
     commands.add_parser("migrate", help="apply pending migrations and exit")
     commands.add_parser("stop-db", help="stop the embedded PostgreSQL (it keeps running after taskapi exits)")
+    commands.add_parser("worker", help="deliver webhooks (serve does too, unless TASKAPI_WEBHOOK_WORKER=false)")
     args = parser.parse_args(argv)
     if args.command == "stop-db":
         return _stop_embedded()
@@ -146,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"taskapi: {exc}", file=sys.stderr)
         return 2
 
+    if args.command == "worker":
+        from app.webhooks_worker import run_worker
+
+        return run_worker(settings)
     if args.command == "migrate" or not args.no_migrate:
         print(f"taskapi: applying migrations ({_database_label()})", flush=True)
         if not asyncio.run(migrate()):

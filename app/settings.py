@@ -122,6 +122,69 @@ def _float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _true_false(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in {"true", "false", "1", "0", "on", "off"}:
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    return raw in {"true", "1", "on"}
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries (app/webhooks_worker.py); environment names TASKAPI_WEBHOOK_<FIELD>."""
+
+    # TASKAPI_WEBHOOK_ALLOW_PRIVATE: allow URLs resolving to loopback, private, link-local... addresses.
+    allow_private: bool = False
+    # TASKAPI_WEBHOOK_WORKER: `taskapi serve` runs a delivery worker in each process (off: run
+    # `taskapi worker` separately).
+    worker: bool = True
+    concurrency: int = 32  # requests in flight per worker
+    per_webhook: int = 8  # of which at most this many to one webhook
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    # A claimed delivery belongs to its worker this long; if the worker dies, another sends it after.
+    lease_seconds: float = 60.0
+    poll_seconds: float = 0.5  # how often an idle worker looks for due deliveries
+    # Retries: about retry_base * 2^(n-1) seconds after the n-th failure (jittered down to half),
+    # at most retry_max_delay apart, for retry_window seconds after the delivery was queued.
+    retry_base: float = 15.0
+    retry_max_delay: float = 3600.0
+    retry_window: float = 24 * 3600.0
+    keep_days: int = 30  # finished deliveries are purged after this
+
+
+def load_webhook_settings() -> WebhookSettings:
+    d = WebhookSettings()
+    return WebhookSettings(
+        allow_private=_true_false("TASKAPI_WEBHOOK_ALLOW_PRIVATE", d.allow_private),
+        worker=_true_false("TASKAPI_WEBHOOK_WORKER", d.worker),
+        concurrency=_int("TASKAPI_WEBHOOK_CONCURRENCY", d.concurrency),
+        per_webhook=_int("TASKAPI_WEBHOOK_PER_WEBHOOK", d.per_webhook),
+        connect_timeout=_float("TASKAPI_WEBHOOK_CONNECT_TIMEOUT", d.connect_timeout),
+        read_timeout=_float("TASKAPI_WEBHOOK_READ_TIMEOUT", d.read_timeout),
+        lease_seconds=_float("TASKAPI_WEBHOOK_LEASE_SECONDS", d.lease_seconds),
+        poll_seconds=_float("TASKAPI_WEBHOOK_POLL_SECONDS", d.poll_seconds),
+        retry_base=_float("TASKAPI_WEBHOOK_RETRY_BASE", d.retry_base),
+        retry_max_delay=_float("TASKAPI_WEBHOOK_RETRY_MAX_DELAY", d.retry_max_delay),
+        retry_window=_float("TASKAPI_WEBHOOK_RETRY_WINDOW", d.retry_window),
+        keep_days=_int("TASKAPI_WEBHOOK_KEEP_DAYS", d.keep_days),
+    )
+
+
+def check_webhook_settings(w: WebhookSettings) -> None:
+    if w.concurrency < 1 or w.per_webhook < 1:
+        raise SettingsError("TASKAPI_WEBHOOK_CONCURRENCY and TASKAPI_WEBHOOK_PER_WEBHOOK must be >= 1")
+    if w.connect_timeout <= 0 or w.read_timeout <= 0 or w.poll_seconds <= 0 or w.retry_base <= 0:
+        raise SettingsError("TASKAPI_WEBHOOK_* timeouts, poll interval and retry base must be > 0")
+    if w.lease_seconds <= w.connect_timeout + w.read_timeout:
+        # Else a slow send could outlive its claim and another worker send it at the same time.
+        raise SettingsError("TASKAPI_WEBHOOK_LEASE_SECONDS must be longer than the connect and read timeouts together")
+    if w.retry_max_delay < w.retry_base or w.retry_window < w.retry_base:
+        raise SettingsError("TASKAPI_WEBHOOK_RETRY_MAX_DELAY and _RETRY_WINDOW must be >= TASKAPI_WEBHOOK_RETRY_BASE")
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
@@ -174,6 +237,7 @@ class Settings:
     # slot before a 503 with Retry-After (app/passwords.py).
     password_hash_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     password_hash_wait_seconds: float = 5.0
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def is_production(self) -> bool:
@@ -191,6 +255,7 @@ class Settings:
             raise SettingsError("DB_REQUEST_TIMEOUT (seconds) must be longer than DB_STATEMENT_TIMEOUT_MS")
         if self.password_hash_concurrency < 1 or self.password_hash_wait_seconds <= 0:
             raise SettingsError("TASKAPI_PASSWORD_HASH_CONCURRENCY must be >= 1 and TASKAPI_PASSWORD_HASH_WAIT > 0")
+        check_webhook_settings(self.webhooks)
         if not self.secret_key:
             raise SettingsError(
                 "TASKAPI_SECRET_KEY is not set; set a random secret of at least 32 characters, e.g. "
@@ -269,6 +334,7 @@ def load_settings() -> Settings:
         redis_prefix=os.environ.get("TASKAPI_REDIS_PREFIX", "taskapi:"),
         password_hash_concurrency=_int("TASKAPI_PASSWORD_HASH_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2)),
         password_hash_wait_seconds=_float("TASKAPI_PASSWORD_HASH_WAIT", 5.0),
+        webhooks=load_webhook_settings(),
     )
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from piccolo.columns import (
     JSONB,
+    Array,
     BigInt,
     BigSerial,
     Boolean,
@@ -329,6 +330,70 @@ class EventRetention(Table):
     purged_through = BigInt(null=False)
 
 
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's state: ``pending`` (due at ``next_attempt_at``), ``sending`` (claimed by
+    a worker until ``next_attempt_at``, its lease), then ``delivered``, ``failed`` (gave up) or
+    ``cancelled`` (the webhook was disabled, or its owner lost access to the event)."""
+
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Webhook(Table):
+    """A user's subscription: the events they can see, POSTed to ``url`` (app/services/webhooks.py).
+
+    The signing secret is not stored: it is derived from ``secret_salt`` and a key derived from
+    TASKAPI_SECRET_KEY, whose fingerprint is ``secret_key_id`` (app/services/webhooks.py).
+    """
+
+    id = Serial(primary_key=True)
+    owner = ForeignKey(User, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    # Only this project's events (the owner must be a member); null: every event the owner sees.
+    project = ForeignKey(Project, null=True, default=None, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    url = Varchar(length=2000, required=True, null=False)
+    # Event types or patterns: "task.created", "task.*", "*".
+    events = Array(Varchar(length=100), null=False)
+    secret_salt = Varchar(length=64, null=False, secret=True)
+    secret_key_id = Varchar(length=16, null=False, secret=True)
+    enabled = Boolean(default=True, null=False)
+    disabled_reason = Varchar(length=200, default=None, null=True)
+    version = Integer(default=1, null=False)
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+    updated_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+
+class WebhookDelivery(Table):
+    """One message to one webhook, and the durable queue entry that sends it (app/webhooks_worker.py).
+
+    Queued by a trigger on ``event`` in the event's transaction; claimed with ``FOR UPDATE SKIP
+    LOCKED``. ``payload`` is the body as sent; ``message_id`` the ``webhook-id`` header, the same
+    for a redelivery of the same message.
+    """
+
+    id = BigSerial(primary_key=True)
+    webhook = ForeignKey(Webhook, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade)
+    # The event delivered (null for a ping); not a foreign key: events expire, deliveries stay.
+    event_id = BigInt(default=None, null=True)
+    # The event's project, so a member's removal cancels what is still queued for them.
+    project_id = Integer(default=None, null=True)
+    type = Varchar(length=100, null=False)
+    message_id = Varchar(length=100, null=False)
+    payload = JSONB(null=False)
+    status = Varchar(length=20, choices=DeliveryStatus, default=DeliveryStatus.pending, null=False)
+    attempts = Integer(default=0, null=False)
+    next_attempt_at = Timestamptz(default=TimestamptzNow(), null=False)
+    last_attempt_at = Timestamptz(default=None, null=True)
+    last_status_code = Integer(default=None, null=True)
+    last_error = Varchar(length=500, default=None, null=True)
+    last_response_ms = Integer(default=None, null=True)
+    delivered_at = Timestamptz(default=None, null=True)
+    redelivery_of = BigInt(default=None, null=True)
+    created_at = Timestamptz(default=TimestamptzNow(), null=False)
+
+
 ALL_TABLES: list[type[Table]] = [
     User,
     Project,
@@ -343,4 +408,6 @@ ALL_TABLES: list[type[Table]] = [
     RateLimit,
     Event,
     EventRetention,
+    Webhook,
+    WebhookDelivery,
 ]
