@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -19,11 +20,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.errors import ConflictError
+from app.errors import ConflictError, NotFoundError
 from app.services import sql, webhooks
 from app.settings import Settings, get_settings
 from app.webhooks_worker import WebhookWorker, backoff, next_delay, retry_after_seconds
@@ -465,3 +467,97 @@ async def test_taskapi_worker_delivers_alone_and_stops_on_sigterm(alice):
     assert "webhook worker running" in output
     assert verify(secret, request)["object"]["webhook_id"] == webhook_id
     assert (await deliveries(webhook_id))[0]["status"] == "delivered"
+
+
+# --------------------------------------------------------------------------------------------
+# Events: queued in the change's transaction, to those who can read them
+
+TASKS = "/api/v1/tasks"
+
+
+async def _team(client: httpx.AsyncClient, owner: Any, member: Any) -> int:
+    """A project of ``owner`` with ``member`` as an editor; returns its id."""
+    project = (await client.post("/api/v1/projects", json={"name": "Team"}, headers=owner.headers)).json()
+    invitation = await client.post(
+        f"/api/v1/projects/{project['id']}/invitations",
+        json={"email": member.email, "role": "editor"},
+        headers=owner.headers,
+    )
+    accepted = await client.post(f"/api/v1/invitations/{invitation.json()['id']}/accept", headers=member.headers)
+    assert accepted.status_code == 200, accepted.text
+    return int(project["id"])
+
+
+async def test_an_event_is_delivered_as_the_feed_shows_it(alice, workers, client):
+    from app.services import events
+
+    async with Receiver() as receiver:
+        webhook_id, secret = await hook(alice.id, receiver.url, ["task.*"])
+        label = (await client.post("/api/v1/labels", json={"name": "l"}, headers=alice.headers)).json()
+        task = (await client.post(TASKS, json={"title": "Write"}, headers=alice.headers)).json()
+        # One PATCH that changes the title and the labels: one event, whatever the statements.
+        patched = await client.patch(
+            f"{TASKS}/{task['id']}", json={"title": "Write more", "label_ids": [label["id"]]}, headers=alice.headers
+        )
+        assert patched.status_code == 200
+        await asyncio.wait_for(workers(per_webhook=1, concurrency=1).run_until_idle(), 10)
+        bodies = [verify(secret, r) for r in receiver.requests]
+    assert [b["type"] for b in bodies] == ["task.created", "task.updated"]  # no label.created: not subscribed
+    feed = (await events.list_events(alice.id, after=None, limit=100)).items
+    shown = {e.id: json.loads(msgspec.json.encode(e)) for e in feed}
+    for body in bodies:
+        assert body == shown[body["id"]]
+    assert bodies[0]["object"]["id"] == task["id"]
+    assert bodies[1]["object"]["title"] == "Write more"
+    assert set(bodies[1]["changes"]) >= {"title", "label_ids"}
+    rows = await deliveries(webhook_id)
+    assert [r["event_id"] for r in rows] == [b["id"] for b in bodies]
+    assert [r["message_id"] for r in rows] == [f"msg_{b['id']}_{webhook_id}" for b in bodies]
+
+
+async def test_a_rolled_back_change_queues_nothing(alice, bob, client):
+    async with Receiver() as receiver:
+        await hook(alice.id, receiver.url)
+        bob_label = (await client.post("/api/v1/labels", json={"name": "theirs"}, headers=bob.headers)).json()
+        refused = await client.post(TASKS, json={"title": "x", "label_ids": [bob_label["id"]]}, headers=alice.headers)
+        assert refused.status_code == 422
+        conflict = await client.post("/api/v1/labels", json={"name": "dup"}, headers=alice.headers)
+        again = await client.post("/api/v1/labels", json={"name": "DUP"}, headers=alice.headers)
+        assert (conflict.status_code, again.status_code) == (201, 409)
+    assert [r["type"] for r in await deliveries()] == ["label.created"]
+
+
+async def test_who_receives_a_projects_events_and_a_removed_member_stops(alice, bob, register, workers, client):
+    carol = await register()
+    project_id = await _team(client, alice, bob)
+    other = (await client.post("/api/v1/projects", json={"name": "Other"}, headers=bob.headers)).json()
+    async with Receiver() as receiver:
+        bob_all, bob_secret = await hook(bob.id, receiver.url)
+        bob_other, _ = await hook(bob.id, receiver.url, project_id=other["id"])
+        carol_all, _ = await hook(carol.id, receiver.url)
+        alice_scoped, _ = await hook(alice.id, receiver.url, ["task.created"], project_id=project_id)
+        shared = await client.post(TASKS, json={"title": "shared", "project_id": project_id}, headers=alice.headers)
+        inbox = await client.post(TASKS, json={"title": "mine"}, headers=alice.headers)
+        assert shared.status_code == inbox.status_code == 201
+        queued = {(r["webhook"], r["type"]) for r in await deliveries()}
+        assert queued == {(bob_all, "task.created"), (alice_scoped, "task.created")}
+        # Removing bob cancels what is still queued for him from the project, and tells him.
+        removed = await client.delete(f"/api/v1/projects/{project_id}/members/{bob.id}", headers=alice.headers)
+        assert removed.status_code == 204
+        after = await client.post(TASKS, json={"title": "later", "project_id": project_id}, headers=alice.headers)
+        assert after.status_code == 201
+        await asyncio.wait_for(workers().run_until_idle(), 10)
+        by_hook = {}
+        for row in await deliveries():
+            by_hook.setdefault(row["webhook"], []).append((row["type"], row["status"]))
+        received = [verify(bob_secret, r) for r in receiver.requests if r.headers["webhook-id"].endswith(f"_{bob_all}")]
+    assert by_hook[bob_all] == [("task.created", "cancelled"), ("member.removed", "delivered")]
+    assert by_hook[alice_scoped] == [("task.created", "delivered"), ("task.created", "delivered")]
+    assert bob_other not in by_hook
+    assert carol_all not in by_hook
+    assert [b["type"] for b in received] == ["member.removed"]
+    assert received[0]["object"]["user"]["id"] == bob.id
+    # Redelivering a project event after leaving it is refused like a missing delivery.
+    cancelled = next(r for r in await deliveries(bob_all) if r["type"] == "task.created")
+    with pytest.raises(NotFoundError):
+        await webhooks.redeliver(bob.id, bob_all, cancelled["id"])
