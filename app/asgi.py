@@ -28,6 +28,7 @@ from litestar.types import Message, Scope
 from app.auth import TOKEN_URL, auth_middleware
 from app.controllers.auth import AuthController, UserController
 from app.controllers.comments import CommentController
+from app.controllers.events import EventController
 from app.controllers.health import HealthController
 from app.controllers.invitations import InvitationController
 from app.controllers.labels import LabelController
@@ -38,6 +39,7 @@ from app.controllers.tasks import TaskController
 from app.controllers.webhooks import WebhookController
 from app.db import RequestDeadline, close_pool, read_routing, start_pool
 from app.errors import exception_handlers
+from app.events import EventHub, EventPoke
 from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
 from app.openapi import SCHEMA_PLUGINS, document_api, operation_id
 from app.ratelimit import Limiter, rate_limit_middleware
@@ -102,17 +104,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     settings.validate()
     limiter = Limiter(settings)
+    # Live events: one LISTEN connection per process feeds every stream it serves (app/events.py).
+    event_hub = EventHub(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await start_pool(settings)
         purger = asyncio.create_task(_purge_idempotency_keys())
+        await event_hub.start()
         # Webhook deliveries: one worker per process, on its own connections (app/webhooks_worker.py).
         webhook_worker = await start_webhook_worker(settings)
         try:
             yield
         finally:
             purger.cancel()
+            await event_hub.stop()
             if webhook_worker is not None:
                 await webhook_worker.stop()
             await close_pool()
@@ -160,12 +166,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LabelController,
             TaskController,
             CommentController,
+            EventController,
             WebhookController,
             docs_assets,
         ],
         # The deadline is outermost, so it also bounds the token check's database work.
         middleware=[
             DefineMiddleware(RequestDeadline, seconds=settings.db_request_timeout),
+            # After a write's answer (its commit done), streams here and elsewhere look at once.
+            DefineMiddleware(EventPoke, hub=event_hub),
             auth_middleware(settings),
             # Inside authentication: it counts per user, and a refused token costs no count.
             rate_limit_middleware(limiter),
@@ -195,6 +204,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_api(app)
     app.state.settings = settings
     app.state.limiter = limiter
+    app.state.event_hub = event_hub
     return app
 
 

@@ -238,6 +238,14 @@ class Settings:
     password_hash_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     password_hash_wait_seconds: float = 5.0
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # The event log (app/services/events.py, app/events.py): events are kept this many days
+    # (SPEC: at least 30; older ones are deleted every events_purge_seconds); an idle stream gets
+    # a heartbeat every sse_heartbeat_seconds (SPEC: at most 15); each process's hub looks for
+    # new events at least every events_poll_seconds besides the NOTIFYs that wake it.
+    events_retention_days: int = 30
+    events_purge_seconds: float = 600.0
+    sse_heartbeat_seconds: float = 15.0
+    events_poll_seconds: float = 1.0
 
     @property
     def is_production(self) -> bool:
@@ -256,6 +264,12 @@ class Settings:
         if self.password_hash_concurrency < 1 or self.password_hash_wait_seconds <= 0:
             raise SettingsError("TASKAPI_PASSWORD_HASH_CONCURRENCY must be >= 1 and TASKAPI_PASSWORD_HASH_WAIT > 0")
         check_webhook_settings(self.webhooks)
+        if self.events_retention_days < 30:
+            raise SettingsError("TASKAPI_EVENTS_RETENTION_DAYS must be at least 30")
+        if not 0 < self.sse_heartbeat_seconds <= 15:
+            raise SettingsError("TASKAPI_SSE_HEARTBEAT_SECONDS must be more than 0 and at most 15")
+        if self.events_poll_seconds <= 0 or self.events_purge_seconds <= 0:
+            raise SettingsError("TASKAPI_EVENTS_POLL_SECONDS and TASKAPI_EVENTS_PURGE_SECONDS must be > 0")
         if not self.secret_key:
             raise SettingsError(
                 "TASKAPI_SECRET_KEY is not set; set a random secret of at least 32 characters, e.g. "
@@ -335,6 +349,10 @@ def load_settings() -> Settings:
         password_hash_concurrency=_int("TASKAPI_PASSWORD_HASH_CONCURRENCY", max(1, (os.cpu_count() or 2) // 2)),
         password_hash_wait_seconds=_float("TASKAPI_PASSWORD_HASH_WAIT", 5.0),
         webhooks=load_webhook_settings(),
+        events_retention_days=_int("TASKAPI_EVENTS_RETENTION_DAYS", 30),
+        events_purge_seconds=_float("TASKAPI_EVENTS_PURGE_SECONDS", 600.0),
+        sse_heartbeat_seconds=_float("TASKAPI_SSE_HEARTBEAT_SECONDS", 15.0),
+        events_poll_seconds=_float("TASKAPI_EVENTS_POLL_SECONDS", 1.0),
     )
 
 

@@ -25,7 +25,7 @@ from piccolo.table import Table
 
 from app.services.access import EDIT, MEMBERSHIP_PROJECT, USER, roles_from
 from app.services.query import Param, Statement, column_sql
-from app.tables import LABEL_BRIEF, LABEL_ORDER, RateLimit, Task, TaskStatus
+from app.tables import EVENTS_PER_TRANSACTION, LABEL_BRIEF, LABEL_ORDER, RateLimit, Task, TaskStatus
 
 
 def _names(columns: tuple[object, ...]) -> list[str]:
@@ -460,5 +460,110 @@ PURGE_DELIVERIES = Statement(
         "DELETE FROM webhook_delivery WHERE created_at < now() - make_interval(days => {}::integer)"
         " AND status IN ('delivered', 'failed', 'cancelled')",
         Param("days"),
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The event log (app/services/events.py, app/events.py; written by the migration "event log")
+
+# Every event id below this is settled: ids are txid * EVENTS_PER_TRANSACTION + n, and every
+# transaction older than the snapshot's xmin has ended, so no smaller id can still appear.
+EVENTS_SETTLED = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {EVENTS_PER_TRANSACTION})"
+# An event as the API shows it, as one JSON text (json keeps this key order).
+EVENT_JSON = (
+    "json_build_object('id', e.id, 'type', e.type, 'occurred_at', event_time(e.occurred_at),"
+    " 'actor_id', e.actor_id, 'project_id', e.project_id, 'object', e.object, 'changes', e.changes)::text"
+)
+
+# A page of the feed: the settled events after ``after`` of the user's projects and their own
+# (inbox, labels, their removal), each source read in id order from its index, at most ``limit``
+# from each. ``upto`` (the settled bound) and ``purged`` come on every row, also on the one row
+# (with a null event) of an empty page.
+EVENT_FEED = Statement(
+    QueryString(
+        f"WITH b AS (SELECT {EVENTS_SETTLED} AS upto,"
+        " (SELECT purged_through FROM event_retention) AS purged),"
+        " ids AS (SELECT x.id FROM b, project_member m, LATERAL (SELECT e.id FROM event e"
+        " WHERE e.project_id = m.project AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x"
+        " WHERE m.member = {}"
+        " UNION SELECT x.id FROM b, LATERAL (SELECT e.id FROM event e"
+        " WHERE e.owner_id = {} AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x),"
+        " page AS (SELECT id FROM ids ORDER BY id LIMIT {}::integer)"
+        f" SELECT b.upto, b.purged, e.id, {EVENT_JSON} AS event"
+        " FROM b LEFT JOIN (page JOIN event e USING (id)) ON true ORDER BY e.id",
+        Param("after"),
+        Param("limit"),
+        USER,
+        USER,
+        Param("after"),
+        Param("limit"),
+        Param("limit"),
+    )
+)
+EVENT_PURGED = Statement(QueryString("SELECT purged_through FROM event_retention"))
+EVENTS_NOW = Statement(QueryString(f"SELECT {EVENTS_SETTLED} - 1 AS position"))
+
+# One task's events, newest first; every row carries the total.
+TASK_ACTIVITY = Statement(
+    QueryString(
+        f"SELECT count(*) OVER () AS total, {EVENT_JSON} AS event FROM event e"
+        " WHERE e.object_type = 'task' AND e.object_id = {} ORDER BY e.id DESC LIMIT {} OFFSET {}",
+        Param("task"),
+        Param("limit"),
+        Param("offset"),
+    )
+)
+TASK_ACTIVITY_COUNT = Statement(
+    QueryString("SELECT count(*) AS total FROM event WHERE object_type = 'task' AND object_id = {}", Param("task"))
+)
+
+# The events a process's hub has not fetched yet (all users'), and the settled bound; ``newest``
+# says whether committed events wait behind a transaction still running.
+EVENTS_SINCE = Statement(
+    QueryString(
+        f"WITH b AS (SELECT {EVENTS_SETTLED} AS upto, (SELECT max(id) FROM event) AS newest)"
+        " SELECT b.upto, b.newest, e.id, e.type, e.project_id, e.owner_id, e.actor_id,"
+        f" (e.object -> 'user' ->> 'id')::integer AS member, {EVENT_JSON} AS event"
+        " FROM b LEFT JOIN LATERAL (SELECT * FROM event e WHERE e.id > {}::bigint AND e.id < b.upto"
+        " ORDER BY e.id LIMIT {}::integer) e ON true ORDER BY e.id",
+        Param("after"),
+        Param("limit"),
+    )
+)
+# The projects each of ``users`` is a member of.
+MEMBERSHIPS = Statement(
+    QueryString(
+        "SELECT member, array_agg(project) AS projects FROM project_member"
+        " WHERE member = ANY({}::integer[]) GROUP BY member",
+        Param("users"),
+    )
+)
+
+# Retention: the newest event to delete (every event before the first one at or after
+# ``cutoff`` in id order, or every settled one), then deletes in batches; ``purged_through`` is
+# raised first, so an ``after`` below it is a 410 from the moment its events may be missing.
+EVENTS_PURGE_BOUND = Statement(
+    QueryString(
+        "WITH k AS (SELECT coalesce((SELECT id FROM event WHERE occurred_at >= {}::timestamptz ORDER BY id LIMIT 1),"
+        f" {EVENTS_SETTLED}) AS keep_from)"
+        " SELECT (SELECT max(e.id) FROM event e WHERE e.id < k.keep_from) AS upto FROM k",
+        Param("cutoff"),
+    )
+)
+EVENTS_MARK_PURGED = Statement(
+    QueryString(
+        "INSERT INTO event_retention (id, purged_through) VALUES (1, {}::bigint) ON CONFLICT (id)"
+        " DO UPDATE SET purged_through = greatest(event_retention.purged_through, excluded.purged_through)",
+        Param("upto"),
+    )
+)
+EVENTS_DELETE = Statement(
+    QueryString(
+        "WITH gone AS (DELETE FROM event WHERE id IN"
+        " (SELECT id FROM event WHERE id <= {}::bigint ORDER BY id LIMIT {}::integer) RETURNING id)"
+        " SELECT count(*) AS n FROM gone",
+        Param("upto"),
+        Param("batch"),
     )
 )
