@@ -467,9 +467,20 @@ PURGE_DELIVERIES = Statement(
 # --------------------------------------------------------------------------------------------
 # The event log (app/services/events.py, app/events.py; written by the migration "event log")
 
-# Every event id below this is settled: ids are txid * EVENTS_PER_TRANSACTION + n, and every
-# transaction older than the snapshot's xmin has ended, so no smaller id can still appear.
-EVENTS_SETTLED = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {EVENTS_PER_TRANSACTION})"
+# Every event id below this is settled: ids are txid * EVENTS_PER_TRANSACTION + n, so no smaller
+# id can still appear once every transaction below that txid has ended as the snapshot sees it:
+# the snapshot's oldest running transaction bounds it, except that a transaction still running
+# in another database of the server (which cannot write here) does not hold the feed back. A
+# transaction the snapshot saw running and that has ended since counts as running: it might
+# have been ours. (Other roles' sessions show no backend_xid without pg_read_all_stats: theirs
+# count too.)
+EVENTS_SETTLED = (
+    "((SELECT least(pg_snapshot_xmax(s)::text::bigint, (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) x"
+    " WHERE x::text::bigint % 4294967296 NOT IN (SELECT a.backend_xid::text::bigint"
+    " FROM pg_stat_get_activity(NULL) a WHERE a.backend_xid IS NOT NULL"
+    " AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))))"
+    f" FROM pg_current_snapshot() s) * {EVENTS_PER_TRANSACTION})"
+)
 # An event as the API shows it, as one JSON text (json keeps this key order).
 EVENT_JSON = (
     "json_build_object('id', e.id, 'type', e.type, 'occurred_at', event_time(e.occurred_at),"
