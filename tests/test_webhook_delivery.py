@@ -115,7 +115,7 @@ def script(*answers: Answer) -> Callable[[Received], Any]:
 async def test_a_ping_arrives_signed_per_standard_webhooks(alice, workers, client):
     async with Receiver() as receiver:
         webhook_id, secret = await hook(alice.id, receiver.url)
-        queued = await webhooks.ping(alice.id, webhook_id)
+        queued, _ = await webhooks.ping(alice.id, webhook_id)
         await asyncio.wait_for(workers().run_until_idle(), 10)
         (request,) = receiver.requests
     assert request.method == "POST"
@@ -176,7 +176,7 @@ async def test_retries_land_in_the_order_they_were_scheduled(alice, workers):
     of their scheduled times, each no earlier than scheduled."""
     async with Receiver(script(Answer(500), Answer(500))) as receiver:
         webhook_id, _ = await hook(alice.id, receiver.url)
-        pings = [await webhooks.ping(alice.id, webhook_id) for _ in range(3)]
+        pings = [(await webhooks.ping(alice.id, webhook_id))[0] for _ in range(3)]
         worker = workers(per_webhook=1, concurrency=1, retry_base=0.3)
         await worker.start()
         await receiver.wait_for(5, within=15)
@@ -318,7 +318,7 @@ async def test_two_workers_never_send_one_delivery_twice(alice, workers):
         expected = set()
         for webhook_id in hooks:
             for _ in range(100):
-                expected.add((await webhooks.ping(alice.id, webhook_id)).message_id)
+                expected.add((await webhooks.ping(alice.id, webhook_id))[0].message_id)
         first, second = workers(concurrency=8, per_webhook=4), workers(concurrency=8, per_webhook=4)
         await asyncio.wait_for(asyncio.gather(first.run_until_idle(), second.run_until_idle()), 30)
         received = [r.headers["webhook-id"] for r in receiver.requests]

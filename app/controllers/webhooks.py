@@ -22,6 +22,7 @@ from app.controllers.params import (
     created,
     expected_version,
     idempotency,
+    mark_replayed,
     with_etag,
 )
 from app.dto import ExtraField, Id, Page, PiccoloDTO, StrictDTO, struct_changes
@@ -178,19 +179,32 @@ class WebhookController(Controller):
         responses=problem_responses(409),
     )
     async def redeliver_webhook_delivery(
-        self, request: UserRequest, webhook_id: ObjectId, delivery_id: ObjectId
+        self,
+        request: UserRequest,
+        webhook_id: ObjectId,
+        delivery_id: ObjectId,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[WebhookDelivery]:
         """Queue the same message again (same ``webhook-id`` and body) as a new delivery. A
         disabled webhook is a 409."""
-        delivery = await webhooks.redeliver(request.user.id, webhook_id, delivery_id)
-        return _queued(self.path, webhook_id, delivery)
+        delivery, replayed = await webhooks.redeliver(
+            request.user.id, webhook_id, delivery_id, idempotency=await idempotency(request, idempotency_key)
+        )
+        return _queued(request, self.path, webhook_id, delivery, replayed)
 
     @post("/{webhook_id:int}/ping", return_dto=WebhookDeliveryReadDTO, responses=problem_responses(409))
-    async def ping_webhook(self, request: UserRequest, webhook_id: ObjectId) -> Response[WebhookDelivery]:
+    async def ping_webhook(
+        self, request: UserRequest, webhook_id: ObjectId, idempotency_key: IdempotencyKeyHeader = None
+    ) -> Response[WebhookDelivery]:
         """Queue a ``webhook.ping`` delivery. A disabled webhook is a 409."""
-        delivery = await webhooks.ping(request.user.id, webhook_id)
-        return _queued(self.path, webhook_id, delivery)
+        delivery, replayed = await webhooks.ping(
+            request.user.id, webhook_id, idempotency=await idempotency(request, idempotency_key)
+        )
+        return _queued(request, self.path, webhook_id, delivery, replayed)
 
 
-def _queued(path: str, webhook_id: int, delivery: WebhookDelivery) -> Response[Any]:
+def _queued(
+    request: UserRequest, path: str, webhook_id: int, delivery: WebhookDelivery, replayed: bool
+) -> Response[Any]:
+    mark_replayed(request, replayed)
     return Response(delivery, status_code=201, headers={"Location": f"{path}/{webhook_id}/deliveries/{delivery.id}"})

@@ -414,41 +414,68 @@ async def get_delivery(user_id: int, webhook_id: int, delivery_id: int) -> Webho
     return from_row(WebhookDelivery, dict(row))
 
 
-async def ping(user_id: int, webhook_id: int) -> WebhookDelivery:
-    """Queue a ``webhook.ping`` delivery (event-shaped, ``object`` names the webhook)."""
+async def ping(
+    user_id: int, webhook_id: int, *, idempotency: Idempotency | None = None
+) -> tuple[WebhookDelivery, bool]:
+    """Queue a ``webhook.ping`` delivery (event-shaped, ``object`` names the webhook).
+    Returns (delivery, replayed)."""
     webhook = await get_webhook(user_id, webhook_id)
-    payload = {
-        "id": None,
-        "type": PING,
-        "occurred_at": utcnow().isoformat().replace("+00:00", "Z"),
-        "actor_id": user_id,
-        "project_id": webhook.project,
-        "object": {"webhook_id": webhook_id, "url": webhook.url, "events": webhook.events},
-        "changes": None,
-    }
-    now = utcnow()
-    rows = await QUEUE_PING.fetch(
-        webhook=webhook_id,
-        user=user_id,
-        type=PING,
-        message_id=f"msg_ping_{uuid.uuid4().hex}",
-        payload=json.dumps(payload),
-        next_attempt_at=now,
-        created_at=now,
-    )
-    if not rows:
-        await _enabled_webhook(user_id, webhook_id)
-        raise ConflictError(f"Webhook {webhook_id} changed while this request ran; retry")
-    return from_row(WebhookDelivery, dict(rows[0]))
+
+    async def queue() -> list[dict[str, Any]]:
+        now = utcnow()
+        payload = {
+            "id": None,
+            "type": PING,
+            "occurred_at": now.isoformat().replace("+00:00", "Z"),
+            "actor_id": user_id,
+            "project_id": webhook.project,
+            "object": {"webhook_id": webhook_id, "url": webhook.url, "events": webhook.events},
+            "changes": None,
+        }
+        rows = await QUEUE_PING.fetch(
+            webhook=webhook_id,
+            user=user_id,
+            type=PING,
+            message_id=f"msg_ping_{uuid.uuid4().hex}",
+            payload=json.dumps(payload),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        if not rows:
+            await _enabled_webhook(user_id, webhook_id)
+            raise ConflictError(f"Webhook {webhook_id} changed while this request ran; retry")
+        return [_delivery_row(rows[0])]
+
+    rows, replayed = await run_once(user_id, idempotency, queue)
+    return _delivery(rows[0]), replayed
 
 
-async def redeliver(user_id: int, webhook_id: int, delivery_id: int) -> WebhookDelivery:
+def _delivery_row(row: Any) -> dict[str, Any]:
+    """A delivery row as answered (and as an idempotent replay stores it): no payload."""
+    return {k: v for k, v in dict(row).items() if k != "payload"}
+
+
+def _delivery(row: dict[str, Any]) -> WebhookDelivery:
+    """A delivery from a row or from a replayed answer (whose timestamps are text)."""
+    times = ("next_attempt_at", "last_attempt_at", "delivered_at", "created_at")
+    return from_row(WebhookDelivery, {k: _datetime(v) if k in times else v for k, v in row.items()})
+
+
+async def redeliver(
+    user_id: int, webhook_id: int, delivery_id: int, *, idempotency: Idempotency | None = None
+) -> tuple[WebhookDelivery, bool]:
     """Queue the same message again (same ``webhook-id``, body and type) as a new delivery.
+    Returns (delivery, replayed).
 
     A project event is redelivered only while the user is still a member of the project.
     """
-    rows = await sql.REDELIVER.fetch(webhook=webhook_id, id=delivery_id, user=user_id)
-    if not rows:
-        await _enabled_webhook(user_id, webhook_id)
-        raise NotFoundError("Delivery", delivery_id)
-    return from_row(WebhookDelivery, dict(rows[0]))
+
+    async def queue() -> list[dict[str, Any]]:
+        rows = await sql.REDELIVER.fetch(webhook=webhook_id, id=delivery_id, user=user_id)
+        if not rows:
+            await _enabled_webhook(user_id, webhook_id)
+            raise NotFoundError("Delivery", delivery_id)
+        return [_delivery_row(rows[0])]
+
+    rows, replayed = await run_once(user_id, idempotency, queue)
+    return _delivery(rows[0]), replayed

@@ -98,7 +98,7 @@ async def test_every_error_response_is_a_problem_and_503_says_retry_after(doc):
                 assert response["headers"]["WWW-Authenticate"]["required"] is True, (method, path)
 
 
-VERSIONED = {"Task", "Project", "Label", "Comment"}
+VERSIONED = {"Task", "Project", "Label", "Comment", "Webhook", "WebhookWithSecret"}
 
 
 async def test_etag_location_and_idempotent_replayed_are_documented_where_they_are_sent(doc):
@@ -135,6 +135,9 @@ async def test_etag_location_and_idempotent_replayed_are_documented_where_they_a
         ("post", "/api/v1/tasks"),
         ("post", "/api/v1/tasks/{task_id}/comments"),
         ("post", "/api/v1/projects/{project_id}/invitations"),
+        ("post", "/api/v1/webhooks"),
+        ("post", "/api/v1/webhooks/{webhook_id}/ping"),
+        ("post", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
     }
     assert locations == creates | {("post", "/api/v1/auth/register")}
     assert replays == creates | {("post", "/api/v1/tasks/bulk")}

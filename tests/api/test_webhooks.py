@@ -351,6 +351,21 @@ async def test_idempotent_create_replays_the_same_secret(client, alice):
     assert await count_rows("webhook") == 1
     other = await client.post(HOOKS, json={"url": PUBLIC_URL, "events": ["task.*"]}, headers=headers)
     assert_problem(other, 422)
+    # Ping and redeliver queue something: a retry with the same key queues nothing more.
+    hook_id = first.json()["id"]
+    ping_headers = {**alice.headers, "Idempotency-Key": "ping-1"}
+    ping = await client.post(f"{HOOKS}/{hook_id}/ping", headers=ping_headers)
+    ping_again = await client.post(f"{HOOKS}/{hook_id}/ping", headers=ping_headers)
+    assert ping.status_code == ping_again.status_code == 201
+    assert ping_again.headers["idempotent-replayed"] == "true"
+    assert ping_again.json() == ping.json()
+    assert ping_again.headers["location"] == ping.headers["location"]
+    redeliver_headers = {**alice.headers, "Idempotency-Key": "redeliver-1"}
+    path = f"{HOOKS}/{hook_id}/deliveries/{ping.json()['id']}/redeliver"
+    again = [await client.post(path, headers=redeliver_headers) for _ in range(2)]
+    assert [r.status_code for r in again] == [201, 201]
+    assert again[1].json() == again[0].json()
+    assert await count_rows("webhook_delivery") == 2
 
 
 # --------------------------------------------------------------------------------------------
