@@ -289,38 +289,38 @@ class WebhookWorker:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self._signer(row["secret_salt"]).sign(row["message_id"], now, body),
         }
-        url = httpx.URL(row["url"])
-        address = target.addresses[0]
+        return await self._post(target, httpx.URL(row["url"]), body.encode(), headers)
+
+    async def _post(self, target: Target, url: httpx.URL, body: bytes, headers: dict[str, str]) -> Outcome:
+        """POST to the target's checked addresses in turn (the next only if one refuses to connect)."""
         headers["host"] = url.netloc.decode("ascii")
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        client = self._client(target)
         started = time.perf_counter()
-        try:
-            client = self._client(target)
+        for n, address in enumerate(target.addresses, start=1):
             request = client.build_request(
-                "POST", url.copy_with(host=address), content=body.encode(), headers=headers, extensions=extensions
+                "POST", url.copy_with(host=address), content=body, headers=headers, extensions=extensions
             )
-            response = await client.send(request, stream=True)
             try:
-                answer = b""
-                async for chunk in response.aiter_raw():
-                    answer += chunk
-                    if len(answer) >= MAX_BODY_READ:
-                        break
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            return Outcome(None, f"timeout ({type(exc).__name__})", _ms(started))
-        except httpx.HTTPError as exc:
-            return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
-        ms = _ms(started)
-        if 200 <= response.status_code < 300:
-            return Outcome(response.status_code, None, ms)
-        retry_after = None
-        if response.status_code in RETRY_AFTER_STATUSES:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        text = answer[:200].decode("utf-8", "replace").strip()
-        error = f"HTTP {response.status_code}" + (f": {text}" if text else "")
-        return Outcome(response.status_code, error, ms, retry_after)
+                response = await client.send(request, stream=True)
+                try:
+                    answer = b""
+                    async for chunk in response.aiter_raw():
+                        answer += chunk
+                        if len(answer) >= MAX_BODY_READ:
+                            break
+                finally:
+                    await response.aclose()
+            except httpx.ConnectError as exc:
+                if n < len(target.addresses):
+                    continue
+                return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
+            except httpx.TimeoutException as exc:
+                return Outcome(None, f"timeout ({type(exc).__name__})", _ms(started))
+            except httpx.HTTPError as exc:
+                return Outcome(None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
+            return _outcome(response, answer, _ms(started))
+        raise AssertionError("a target has at least one address")
 
     def _client(self, target: Target) -> httpx.AsyncClient:
         """One client per (scheme, host): its connections are to that host's checked address,
@@ -361,6 +361,19 @@ class WebhookWorker:
             delay = next_delay(row["attempts"], row["age"], self.w, outcome.retry_after)
             self.sent["retry" if delay is not None else "failed"] += 1
             await self._execute(sql.RECORD_FAILED, delay=delay, code=outcome.status, error=outcome.error, **claim)
+
+
+def _outcome(response: httpx.Response, answer: bytes, ms: int) -> Outcome:
+    """What a receiver's answer means: 2xx delivered; otherwise the status and its first bytes
+    (and ``Retry-After`` on 429 and 503)."""
+    if 200 <= response.status_code < 300:
+        return Outcome(response.status_code, None, ms)
+    retry_after = None
+    if response.status_code in RETRY_AFTER_STATUSES:
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+    text = answer[:200].decode("utf-8", "replace").strip()
+    error = f"HTTP {response.status_code}" + (f": {text}" if text else "")
+    return Outcome(response.status_code, error, ms, retry_after)
 
 
 def _ms(started: float) -> int:

@@ -292,6 +292,21 @@ async def test_the_address_is_checked_again_when_sending(alice, workers):
     assert row["last_error"].startswith("refused: localhost resolves to 127.0.0.1, a loopback address")
 
 
+async def test_a_host_with_several_addresses_is_tried_on_the_next_when_one_refuses(workers):
+    from app.services.webhooks import Target
+
+    async with Receiver() as receiver:  # listens on 127.0.0.1 only: 127.0.0.2 refuses
+        target = Target("http", "hooks.test", receiver.port, ("127.0.0.2", "127.0.0.1"))
+        url = httpx.URL(f"http://hooks.test:{receiver.port}/hook")
+        outcome = await workers()._post(target, url, b"{}", {"content-type": "application/json"})
+        (request,) = receiver.requests
+        refused = await workers()._post(replace(target, addresses=("127.0.0.2",)), url, b"{}", {})
+    assert outcome.status == 200
+    assert request.headers["host"] == f"hooks.test:{receiver.port}"  # the name, not the address
+    assert refused.status is None
+    assert refused.error.startswith("ConnectError")
+
+
 async def test_gives_up_after_the_retry_window(alice, workers):
     async with Receiver(script(*[Answer(500)] * 50)) as receiver:
         webhook_id, _ = await hook(alice.id, receiver.url)
