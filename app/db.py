@@ -179,15 +179,16 @@ def is_read_only(sql: str) -> bool:
 # primary's present position.
 NEEDED_LSN_SQL = """
 SELECT greatest(
-    coalesce(max(lsn) FILTER (WHERE user_id = $1), pg_current_wal_lsn()),
+    coalesce(max(lsn) FILTER (WHERE user_id = $1), pg_current_wal_insert_lsn()),
     coalesce(max(lsn) FILTER (WHERE user_id = 0), '0/0'::pg_lsn)
 ) AS lsn
 FROM taskapi_read_position WHERE user_id IN ($1, 0)
 """
-# After a write request: the primary's position now covers that request's commits.
+# After a write request: the primary's position now covers that request's commits. The insert
+# position, not the write position: a commit with synchronous_commit off may not be written yet.
 RECORD_LSN_SQL = """
 INSERT INTO taskapi_read_position AS p (user_id, lsn)
-SELECT u, pg_current_wal_lsn() FROM unnest($1::integer[]) AS u
+SELECT u, pg_current_wal_insert_lsn() FROM unnest($1::integer[]) AS u
 ON CONFLICT (user_id) DO UPDATE SET lsn = greatest(p.lsn, excluded.lsn)
 """
 REPLAYED_LSN_SQL = "SELECT pg_last_wal_replay_lsn() AS lsn"
