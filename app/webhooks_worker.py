@@ -129,8 +129,9 @@ class WebhookWorker:
         """Stop claiming, let sends in flight finish for ``grace`` seconds, hand back the rest."""
         self._stopping.set()
         if self._task is not None:
+            # The loop may be waiting on a send or the database: past the grace it is cancelled.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await asyncio.wait_for(self._task, grace)
         if self._in_flight:
             _, pending = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
             unsent = [delivery_id for delivery_id, task in self._in_flight.items() if task in pending]
@@ -144,8 +145,11 @@ class WebhookWorker:
             await client.aclose()
         self._clients.clear()
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), grace)
+            except (TimeoutError, OSError, asyncpg.PostgresError):
+                pool.terminate()  # a database that does not answer must not hold up shutdown
 
     async def _connection_pool(self) -> asyncpg.Pool:
         if self._pool is None:
