@@ -215,6 +215,7 @@ class EventHub:
             return False
         changed_members = False
         held_back = False
+        before = self.position
         while True:
             after = self.position if self.position is not None else -1
             rows = await connection.fetch(
@@ -244,8 +245,9 @@ class EventHub:
             self.buffer_start = self._ids[drop - 1]
             del self._ids[:drop]
             del self._items[:drop]
-        round_done, self._round = self._round, asyncio.Event()
-        round_done.set()
+        if self.position != before:
+            round_done, self._round = self._round, asyncio.Event()
+            round_done.set()
         return held_back
 
     async def _reload_memberships(self, connection: asyncpg.Connection) -> None:
@@ -277,6 +279,8 @@ class EventHub:
             yield b"retry: 2000\n\n"
             cursor = after if after is not None else await event_service.settled_position()
             heartbeat = self.settings.sse_heartbeat_seconds
+            loop = asyncio.get_running_loop()
+            last_sent = loop.time()
             while True:
                 current = self._round
                 sent = False
@@ -296,11 +300,13 @@ class EventHub:
                     if self.position is not None:
                         cursor = max(cursor, self.position)
                 if sent:
+                    last_sent = loop.time()
                     continue
                 try:
-                    await asyncio.wait_for(current.wait(), heartbeat)
+                    await asyncio.wait_for(current.wait(), max(0.0, last_sent + heartbeat - loop.time()))
                 except TimeoutError:
                     yield HEARTBEAT
+                    last_sent = loop.time()
 
 
 class EventPoke:
