@@ -432,8 +432,8 @@ async def test_a_delivery_survives_kill_9_of_the_api_between_commit_and_delivery
                 created = await api.post(HOOKS, json={"url": receiver.url, "events": ["*"]}, headers=headers)
                 assert created.status_code == 201, created.text
                 secret = created.json()["secret"]
-                ping = await api.post(f"{HOOKS}/{created.json()['id']}/ping", headers=headers)
-                assert ping.status_code == 201  # committed
+                task = await api.post("/api/v1/tasks", json={"title": "survive"}, headers=headers)
+                assert task.status_code == 201  # committed, with its event and its delivery
             await receiver.wait_for(1, within=10)
             first.process.send_signal(signal.SIGKILL)
             assert first.process.wait(timeout=10) == -signal.SIGKILL
@@ -451,7 +451,9 @@ async def test_a_delivery_survives_kill_9_of_the_api_between_commit_and_delivery
             finally:
                 await db.close()
         assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
-        assert verify(secret, requests[1])["type"] == "webhook.ping"
+        delivered = verify(secret, requests[1])
+        assert delivered["type"] == "task.created"
+        assert delivered["object"]["title"] == "survive"
         assert attempts == 2
     finally:
         for server in servers:
