@@ -66,11 +66,20 @@ FORWARDS = [
     SELECT coalesce(nullif(current_setting('taskapi.actor', true), '')::integer, fallback)
     $$""",
     # {field: [old, new]} for the fields whose value differs; version and updated_at are noise.
-    """CREATE FUNCTION event_diff(old jsonb, new jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_object_agg(n.key, jsonb_build_array(o.value, n.value)), '{}')
-    FROM jsonb_each(new) n JOIN jsonb_each(old) o ON o.key = n.key
-    WHERE n.value IS DISTINCT FROM o.value AND n.key NOT IN ('version', 'updated_at')
-    $$""",
+    # plpgsql, not sql: a sql function with a FROM is planned again in every transaction.
+    """CREATE FUNCTION event_diff(old jsonb, new jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE
+        diff jsonb := '{}';
+        k text;
+        v jsonb;
+    BEGIN
+        FOR k, v IN SELECT * FROM jsonb_each(new) LOOP
+            IF k NOT IN ('version', 'updated_at') AND v IS DISTINCT FROM old -> k THEN
+                diff := diff || jsonb_build_object(k, jsonb_build_array(old -> k, v));
+            END IF;
+        END LOOP;
+        RETURN diff;
+    END $$""",
     # Two successive changes of one transaction as one: each field's first old and last new value.
     """CREATE FUNCTION event_merge(first jsonb, second jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(jsonb_object_agg(key, pair) FILTER (WHERE pair -> 0 IS DISTINCT FROM pair -> 1), '{}')
@@ -363,12 +372,9 @@ FORWARDS = [
     " FOR EACH ROW EXECUTE FUNCTION event_on_project()",
     "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON project_member"
     " FOR EACH ROW EXECUTE FUNCTION event_on_member()",
-    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON label"
-    " FOR EACH ROW EXECUTE FUNCTION event_on_label()",
-    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON task"
-    " FOR EACH ROW EXECUTE FUNCTION event_on_task()",
-    "CREATE TRIGGER event_log AFTER INSERT OR DELETE ON task_label"
-    " FOR EACH ROW EXECUTE FUNCTION event_on_task_set()",
+    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON label FOR EACH ROW EXECUTE FUNCTION event_on_label()",
+    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON task FOR EACH ROW EXECUTE FUNCTION event_on_task()",
+    "CREATE TRIGGER event_log AFTER INSERT OR DELETE ON task_label FOR EACH ROW EXECUTE FUNCTION event_on_task_set()",
     "CREATE TRIGGER event_log AFTER INSERT OR DELETE ON task_assignee"
     " FOR EACH ROW EXECUTE FUNCTION event_on_task_set()",
     "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON comment"
