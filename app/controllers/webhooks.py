@@ -104,7 +104,7 @@ class WebhookController(Controller):
     tags = ["webhooks"]
     return_dto = WebhookReadDTO
 
-    @post("/", dto=WebhookCreateDTO, return_dto=WebhookCreatedDTO, responses=problem_responses(422))
+    @post("/", dto=WebhookCreateDTO, return_dto=WebhookCreatedDTO, responses=problem_responses(409, 422))
     async def create_webhook(
         self, request: UserRequest, data: JSONBody[WebhookCreate], idempotency_key: IdempotencyKeyHeader = None
     ) -> Response[Webhook]:
@@ -112,7 +112,8 @@ class WebhookController(Controller):
 
         A URL that is not http(s), does not resolve, or resolves to a loopback, private,
         link-local or other non-public address is a 422 naming ``url``; so are unknown event
-        types (``events``) and a project the caller is not a member of (``project_id``).
+        types (``events``) and a project the caller is not a member of (``project_id``). A
+        user has at most 100 webhooks (409).
         """
         webhook, secret, replayed = await webhooks.create_webhook(
             request.user.id,

@@ -250,7 +250,8 @@ async def create_webhook(
     Raises:
         InvalidFieldError: a URL that is not http(s), does not resolve or resolves to a
             non-public address (unless ``allow_private``); unknown event types; a project the
-            user is not a member of; too many webhooks.
+            user is not a member of.
+        ConflictError: the user has MAX_WEBHOOKS_PER_USER webhooks already.
     """
     patterns = event_patterns(events)
     await _checked_url(url, allow_private=allow_private)
@@ -261,7 +262,7 @@ async def create_webhook(
             # Serialises one user's creates, so the cap holds under concurrency.
             await sql.LOCK.fetch(key=f"webhooks:{user_id}", space=0)
             if (await COUNT_MINE.fetch(user=user_id))[0]["count"] >= MAX_WEBHOOKS_PER_USER:
-                raise InvalidFieldError("url", f"at most {MAX_WEBHOOKS_PER_USER} webhooks per user; delete one first")
+                raise ConflictError(f"You have {MAX_WEBHOOKS_PER_USER} webhooks, the most allowed; delete one first")
             rows = await CREATE.fetch(
                 owner=user_id,
                 project=project_id,
@@ -330,7 +331,9 @@ async def update_webhook(
             values=values,
             expected_version=expected_version,
         )
-        if changes.get("enabled") is False:
+        if "enabled" in changes:
+            # Disabled: nothing queued is sent. Enabled again: only events from now on (what a
+            # concurrent event queued while it was off is not sent either).
             await CANCEL_QUEUED.fetch(webhook=webhook_id, reason="the webhook was disabled by its owner")
     return webhook
 

@@ -380,3 +380,29 @@ async def test_event_patterns_match_the_same_in_sql_and_python():
             assert rows[0]["m"] is matches(patterns, event_type), (patterns, event_type)
     assert matches(["task.*"], "task.updated")
     assert not matches(["task.*"], "comment.created")
+
+
+async def test_at_most_so_many_webhooks_per_user(client, alice, bob, monkeypatch):
+    from app.services import webhooks
+
+    monkeypatch.setattr(webhooks, "MAX_WEBHOOKS_PER_USER", 2)
+    await create(client, alice)
+    await create(client, alice)
+    refused = await client.post(HOOKS, json={"url": PUBLIC_URL, "events": ["*"]}, headers=alice.headers)
+    assert_problem(refused, 409)
+    await create(client, bob)  # per user
+    assert await count_rows("webhook") == 3
+
+
+async def test_enabling_again_does_not_send_what_was_queued_while_disabled(client, alice):
+    hook = await create(client, alice)
+    await client.patch(f"{HOOKS}/{hook['id']}", json={"enabled": False}, headers=alice.headers)
+    # An event that committed while the webhook was being disabled (its transaction saw it enabled).
+    await run_sql(
+        "INSERT INTO webhook_delivery (webhook, type, message_id, payload)"
+        " VALUES ({}, 'task.created', 'msg_x', '{{}}')",
+        hook["id"],
+    )
+    await client.patch(f"{HOOKS}/{hook['id']}", json={"enabled": True}, headers=alice.headers)
+    rows = await run_sql("SELECT status FROM webhook_delivery")
+    assert [r["status"] for r in rows] == ["cancelled"]
