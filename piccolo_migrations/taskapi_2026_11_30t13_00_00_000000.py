@@ -1,9 +1,10 @@
-"""Shared projects: members with roles, invitations, task assignees and creators.
+"""Shared projects' rules (the previous migration created the tables): roles, owners, creators.
 
 - ``project_member``: every existing project gets its owner as its ``owner`` member. Exactly
   one owner per project, the one ``project.owner`` names: a partial unique index (at most one)
   and a deferred constraint trigger (that one, at commit, so a transfer can swap roles).
-- ``invitation``; ``task_assignee``; ``task.created_by`` (existing tasks: their owner).
+- ``invitation`` and ``project_member`` roles and statuses; ``task.created_by`` (existing tasks:
+  their owner).
 - A project's tasks and comments may now be written by any member with the role: the composite
   foreign keys that tied a task's project and parent, and a comment's task, to one owner go.
   Instead a subtask lives in its parent's project (``(parent, project)`` references ``(id,
@@ -13,6 +14,7 @@
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.columns.column_types import ForeignKey
 from piccolo.engine.finder import engine_finder
 
 ID = "2026-11-30T13:00:00:000000"
@@ -24,14 +26,7 @@ CASCADE = "ON DELETE CASCADE ON UPDATE CASCADE"
 
 FORWARDS = [
     # members
-    "CREATE TABLE project_member ("
-    " id serial PRIMARY KEY,"
-    f" project integer NOT NULL REFERENCES project (id) {CASCADE},"
-    f" member integer NOT NULL REFERENCES app_user (id) {CASCADE},"
-    " role varchar(20) NOT NULL,"
-    " joined_at timestamptz NOT NULL DEFAULT current_timestamp,"
-    " CONSTRAINT unique_project_member UNIQUE (project, member),"
-    f" CONSTRAINT project_member_role_valid CHECK (role IN ({ROLES})))",
+    f"ALTER TABLE project_member ADD CONSTRAINT project_member_role_valid CHECK (role IN ({ROLES}))",
     "CREATE UNIQUE INDEX project_member_one_owner ON project_member (project) WHERE role = 'owner'",
     "CREATE INDEX project_member_member ON project_member (member, project)",
     "INSERT INTO project_member (project, member, role, joined_at) SELECT id, owner, 'owner', created_at FROM project",
@@ -61,29 +56,15 @@ FORWARDS = [
     "CREATE CONSTRAINT TRIGGER project_has_owner_member AFTER INSERT OR UPDATE OF owner ON project"
     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION project_has_its_owner()",
     # invitations
-    "CREATE TABLE invitation ("
-    " id serial PRIMARY KEY,"
-    f" project integer NOT NULL REFERENCES project (id) {CASCADE},"
-    " email varchar(320) NOT NULL,"
-    " role varchar(20) NOT NULL,"
-    f" inviter integer NOT NULL REFERENCES app_user (id) {CASCADE},"
-    " status varchar(20) NOT NULL DEFAULT 'pending',"
-    " created_at timestamptz NOT NULL DEFAULT current_timestamp,"
-    " expires_at timestamptz NOT NULL,"
-    f" CONSTRAINT invitation_role_valid CHECK (role IN ({ROLES})),"
-    " CONSTRAINT invitation_status_valid CHECK (status IN ('pending', 'accepted', 'declined', 'withdrawn')),"
-    " CONSTRAINT invitation_not_owner CHECK (role <> 'owner'))",
+    f"ALTER TABLE invitation ADD CONSTRAINT invitation_role_valid CHECK (role IN ({ROLES}))",
+    "ALTER TABLE invitation ADD CONSTRAINT invitation_status_valid"
+    " CHECK (status IN ('pending', 'accepted', 'declined', 'withdrawn'))",
+    "ALTER TABLE invitation ADD CONSTRAINT invitation_not_owner CHECK (role <> 'owner')",
     "CREATE INDEX invitation_email ON invitation (email, status)",
     "CREATE INDEX invitation_project ON invitation (project, created_at, id)",
     # task creators and assignees
-    f"ALTER TABLE task ADD COLUMN created_by integer REFERENCES app_user (id) {CASCADE}",
+    # NOT NULL once filled: the alter_column below, which runs after these statements.
     "UPDATE task SET created_by = owner",
-    "ALTER TABLE task ALTER COLUMN created_by SET NOT NULL",
-    "CREATE TABLE task_assignee ("
-    " id serial PRIMARY KEY,"
-    f" task integer NOT NULL REFERENCES task (id) {CASCADE},"
-    f" assignee integer NOT NULL REFERENCES app_user (id) {CASCADE},"
-    " CONSTRAINT unique_task_assignee UNIQUE (task, assignee))",
     "CREATE INDEX task_assignee_assignee ON task_assignee (assignee, task)",
     # writes by members: no more single-owner ties
     "ALTER TABLE task DROP CONSTRAINT task_project_same_owner",
@@ -97,7 +78,7 @@ FORWARDS = [
     WHERE task.id = tree.id AND task.project IS DISTINCT FROM tree.root_project""",
     "ALTER TABLE task ADD CONSTRAINT task_id_project_unique UNIQUE (id, project)",
     "ALTER TABLE task ADD CONSTRAINT task_parent_same_project FOREIGN KEY (parent, project)"
-    " REFERENCES task (id, project) DEFERRABLE INITIALLY IMMEDIATE",
+    " REFERENCES task (id, project) ON DELETE CASCADE DEFERRABLE INITIALLY IMMEDIATE",
     # lists by project, in every sort order (the owner-keyed ones serve the inbox)
     "CREATE INDEX task_project_created ON task (project, created_at, id)",
     "CREATE INDEX task_project_updated ON task (project, updated_at, id)",
@@ -133,12 +114,18 @@ BACKWARDS = [
     " REFERENCES task (id, owner) ON DELETE CASCADE",
     "ALTER TABLE task ADD CONSTRAINT task_project_same_owner FOREIGN KEY (project, owner)"
     " REFERENCES project (id, owner) ON DELETE CASCADE",
-    "DROP TABLE IF EXISTS task_assignee",
-    "ALTER TABLE task DROP COLUMN IF EXISTS created_by",
-    "DROP TABLE IF EXISTS invitation",
+    "DROP INDEX IF EXISTS task_assignee_assignee",
+    "DROP INDEX IF EXISTS invitation_project",
+    "DROP INDEX IF EXISTS invitation_email",
+    "ALTER TABLE invitation DROP CONSTRAINT IF EXISTS invitation_not_owner",
+    "ALTER TABLE invitation DROP CONSTRAINT IF EXISTS invitation_status_valid",
+    "ALTER TABLE invitation DROP CONSTRAINT IF EXISTS invitation_role_valid",
     "DROP TRIGGER IF EXISTS project_has_owner_member ON project",
-    "DROP TABLE IF EXISTS project_member",
+    "DROP TRIGGER IF EXISTS project_member_has_owner ON project_member",
     "DROP FUNCTION IF EXISTS project_has_its_owner()",
+    "DROP INDEX IF EXISTS project_member_member",
+    "DROP INDEX IF EXISTS project_member_one_owner",
+    "ALTER TABLE project_member DROP CONSTRAINT IF EXISTS project_member_role_valid",
 ]
 
 
@@ -161,4 +148,15 @@ async def forwards():
 
     manager.add_raw(run)
     manager.add_raw_backwards(run_backwards)
+    manager.alter_column(
+        table_class_name="Task",
+        tablename="task",
+        column_name="created_by",
+        db_column_name="created_by",
+        params={"null": False},
+        old_params={"null": True},
+        column_class=ForeignKey,
+        old_column_class=ForeignKey,
+        schema=None,
+    )
     return manager

@@ -207,7 +207,7 @@ async def _workflow(api: Any) -> None:
     assert all(isinstance(label, m.LabelBrief) for label in milk.labels)
     subtask = await tasks.create_task.asyncio(client=api, body=m.TaskCreate(title="Whole milk", parent_id=milk.id))
     assert isinstance(subtask, m.Task)
-    assert (subtask.parent_id, subtask.project_id) == (milk.id, None)
+    assert (subtask.parent_id, subtask.project_id) == (milk.id, home.id)  # a subtask lives in its parent's project
     inbox = await tasks.create_task.asyncio(
         client=api, body=m.TaskCreate(title="Call the bank", priority=m.TaskCreatePriority.VALUE_4)
     )
