@@ -98,6 +98,8 @@ def column_annotation(column: Column) -> Any:
     elif isinstance(column, column_types.Timestamptz):
         base = dt.datetime
         meta["tz"] = True
+    elif isinstance(column, column_types.Array):
+        base = list[column_annotation(column.base_column)]  # type: ignore[misc]  # items typed as their column
     elif isinstance(column, (column_types.JSON, column_types.JSONB)):
         base = Any
     elif isinstance(column, column_types.ForeignKey):
