@@ -1,12 +1,13 @@
 """The event log (SPEC "Changes, live updates and webhooks"): one row per committed change.
 
-- ``event``: written only by the triggers below, in the same transaction as the change (a
+- ``event`` (created by the migration "event log tables"): written only by the triggers below,
+  in the same transaction as the change (a
   rolled-back change leaves none). An event's id is its transaction's id (``txid``) times
   65 536 plus its place among that transaction's events, so ids order events as transaction ids
   do: once ``pg_snapshot_xmin(pg_current_snapshot())`` has passed a transaction id, every event
   below it is committed (or never will be), and the feed serves ids in order with no gaps even
   when transactions commit out of order (README "Events").
-- ``event_retention``: how far the cleanup has deleted (an ``after`` below it is a 410).
+- ``event_retention``: one row, how far the cleanup has deleted (an ``after`` below it is a 410).
 - Triggers on project, project_member, label, task, task_label, task_assignee and comment write
   the events: ``object`` is the object as GET shows it after the change (``{id}`` after a
   delete; a project without the reader's ``role``), ``changes`` ``{field: [old, new]}`` (API
@@ -40,22 +41,19 @@ FORWARDS = [
         PERFORM set_config('taskapi.events', (n + 1)::text, true);
         RETURN pg_current_xact_id()::text::bigint * {PER_TRANSACTION} + n;
     END $$""",
-    "CREATE TABLE event ("
-    " id bigint PRIMARY KEY DEFAULT event_next_id(),"
-    " txid xid8 NOT NULL DEFAULT pg_current_xact_id(),"
-    " type varchar(40) NOT NULL,"
-    " occurred_at timestamptz NOT NULL DEFAULT now(),"
-    " actor_id integer NULL,"
-    " project_id integer NULL,"
-    " owner_id integer NULL,"
-    " object_type varchar(20) NOT NULL,"
-    " object_id integer NOT NULL,"
-    " object jsonb NOT NULL,"
-    " changes jsonb NULL)",
+    # The tables come from the migration "event log tables" (Piccolo's DDL): ids are drawn per
+    # transaction instead of from the sequence, and a value the triggers forget fails loudly.
+    "ALTER TABLE event ALTER COLUMN id SET DEFAULT event_next_id()",
+    "DROP SEQUENCE event_id_seq",
+    "ALTER TABLE event ALTER COLUMN txid SET DEFAULT pg_current_xact_id()",
+    *(
+        f"ALTER TABLE event ALTER COLUMN {column} DROP DEFAULT"
+        for column in ("type", "object_type", "object_id", "object")
+    ),
     "CREATE INDEX event_project ON event (project_id, id) WHERE project_id IS NOT NULL",
     "CREATE INDEX event_owner ON event (owner_id, id) WHERE owner_id IS NOT NULL",
     "CREATE INDEX event_object ON event (object_type, object_id, id)",
-    "CREATE TABLE event_retention (id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), purged_through bigint NOT NULL)",
+    "ALTER TABLE event_retention ADD CONSTRAINT event_retention_one_row CHECK (id = 1)",
     # A time as the API writes it (msgspec): UTC, microseconds only when there are any, "Z".
     """CREATE FUNCTION event_time(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
@@ -409,8 +407,13 @@ BACKWARDS = [
             "event_time(timestamptz)",
         )
     ),
-    "DROP TABLE IF EXISTS event_retention",
-    "DROP TABLE IF EXISTS event",
+    "ALTER TABLE event_retention DROP CONSTRAINT IF EXISTS event_retention_one_row",
+    "DROP INDEX IF EXISTS event_object",
+    "DROP INDEX IF EXISTS event_owner",
+    "DROP INDEX IF EXISTS event_project",
+    "ALTER TABLE event ALTER COLUMN txid DROP DEFAULT",
+    "CREATE SEQUENCE IF NOT EXISTS event_id_seq OWNED BY event.id",
+    "ALTER TABLE event ALTER COLUMN id SET DEFAULT nextval('event_id_seq')",
     "DROP FUNCTION IF EXISTS event_next_id()",
 ]
 
