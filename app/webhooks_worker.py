@@ -8,8 +8,9 @@ mid-send (kill -9) leaves it to be claimed again when the lease ends: at least o
 
 Each send follows Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature`` signed with the ``standardwebhooks`` package), goes only to an address
-checked just before connecting (the host is resolved again and the connection pinned to the
-checked address, so a DNS answer that changed since the webhook was saved cannot redirect it),
+checked before connecting (the host is resolved again, at most every 30 s, and the connection
+pinned to the checked address, so a DNS answer that changed since the webhook was saved cannot
+redirect it),
 never follows redirects, and is bounded by connect and read timeouts. A 2xx delivers; 410
 disables the webhook; anything else is retried with exponential backoff and jitter (or after
 ``Retry-After`` on 429 and 503) until ``retry_window`` has passed since the delivery was queued.
@@ -51,6 +52,7 @@ MAX_BODY_READ = 4096  # of a receiver's answer, for the delivery log
 CLIENTS_KEPT = 128
 PURGE_EVERY_SECONDS = 3600.0
 RETRY_AFTER_STATUSES = (429, 503)
+TARGET_TTL = 30.0  # seconds a URL's checked addresses are reused before resolving again
 
 
 def backoff(failures: int, w: WebhookSettings, rng: random.Random | None = None) -> float:
@@ -113,6 +115,7 @@ class WebhookWorker:
         self._ssl = ssl.create_default_context()
         self._key_id = secret_key_id(settings.secret_key)
         self._signers: dict[str, Signer] = {}
+        self._targets: dict[str, tuple[float, Target]] = {}  # url -> (checked at, target)
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._per_webhook: Counter[int] = Counter()
         self._stopping = asyncio.Event()
@@ -251,6 +254,19 @@ class WebhookWorker:
             # The claim's lease ends and the delivery is tried again: at least once.
             logger.exception("webhook worker: delivery %s failed unexpectedly", row["id"])
 
+    async def _target(self, url: str) -> Target:
+        """The URL's checked addresses, resolved again at most every TARGET_TTL seconds: sends
+        connect only to addresses that were checked, so reusing a recent answer is safe."""
+        now = time.monotonic()
+        cached = self._targets.get(url)
+        if cached is not None and now - cached[0] < TARGET_TTL:
+            return cached[1]
+        target = await resolve_target(url, allow_private=self.w.allow_private)
+        if len(self._targets) > 4096:
+            self._targets.clear()
+        self._targets[url] = (now, target)
+        return target
+
     def _signer(self, salt: str) -> Signer:
         signer = self._signers.get(salt)
         if signer is None:
@@ -281,7 +297,7 @@ class WebhookWorker:
                 None,
             )
         try:
-            target = await resolve_target(row["url"], allow_private=self.w.allow_private)
+            target = await self._target(row["url"])
         except UrlRefused as exc:
             return Outcome(None, f"refused: {exc}", None)
         body: str = row["payload"]
