@@ -57,6 +57,16 @@ class ForbiddenError(DomainError):
         self.required_role = required
 
 
+class NotAuthorError(DomainError):
+    """Someone who can see a comment but did not write it, editing it (only its author may)."""
+
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, comment_id: int) -> None:
+        super().__init__(f"Only the author of comment {comment_id} may edit it")
+
+
 class ConflictError(DomainError):
     status = 409
     title = "Conflict"

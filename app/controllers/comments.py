@@ -19,6 +19,7 @@ from app.controllers.params import (
     with_etag,
 )
 from app.dto import CommentCreateDTO, CommentPatchDTO, CommentReadDTO, Page
+from app.openapi import problem_responses
 from app.services import comments
 from app.tables import Comment
 
@@ -36,7 +37,7 @@ class CommentController(Controller):
         items, total = await comments.list_comments(request.user.id, task_id, limit=limit, offset=offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/tasks/{task_id:int}/comments", dto=CommentCreateDTO)
+    @post("/tasks/{task_id:int}/comments", dto=CommentCreateDTO, responses=problem_responses(403))
     async def create_comment(
         self,
         request: UserRequest,
@@ -56,7 +57,7 @@ class CommentController(Controller):
         comment = await comments.get_comment(request.user.id, comment_id)
         return with_etag(comment, comment.version)
 
-    @patch("/comments/{comment_id:int}", dto=CommentPatchDTO)
+    @patch("/comments/{comment_id:int}", dto=CommentPatchDTO, responses=problem_responses(403))
     async def update_comment(
         self,
         request: UserRequest,
@@ -70,7 +71,7 @@ class CommentController(Controller):
         )
         return with_etag(comment, comment.version)
 
-    @delete("/comments/{comment_id:int}")
+    @delete("/comments/{comment_id:int}", responses=problem_responses(403))
     async def delete_comment(self, request: UserRequest, comment_id: ObjectId, if_match: IfMatch = None) -> None:
         """Delete a comment; honours If-Match."""
         await comments.delete_comment(request.user.id, comment_id, expected_version=expected_version(if_match))

@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 from piccolo.columns.combination import WhereRaw
 
-from app.errors import ForbiddenError, NotFoundError, PreconditionFailedError
+from app.errors import ForbiddenError, NotAuthorError, NotFoundError, PreconditionFailedError
 from app.services import access, sql
 from app.services.common import from_row, utcnow
 from app.services.idempotency import Idempotency, run_once
-from app.services.query import Param, Statement, column_sql, querystring
+from app.services.query import Param, Statement, column_sql, querystring, transaction
 from app.tables import Comment, ProjectRole, Task
 
 USER = access.USER
@@ -77,10 +77,13 @@ async def get_comment(user_id: int, comment_id: int) -> Comment:
 async def create_comment(
     user_id: int, task_id: int, data: dict[str, Any], *, idempotency: Idempotency | None = None
 ) -> tuple[Comment, bool]:
-    async def create() -> list[dict[str, Any]]:
+    async def may_comment() -> None:
         role = await _task_role(user_id, task_id)
         if not access.may(role, access.COMMENT):
             raise ForbiddenError("Task", task_id, access.COMMENT.value, str(role))
+
+    async def create() -> list[dict[str, Any]]:
+        await may_comment()
         try:
             rows = await Comment.insert(Comment(owner=user_id, task=task_id, **data)).returning(*Comment._meta.columns)
         except asyncpg.ForeignKeyViolationError:
@@ -89,7 +92,11 @@ async def create_comment(
         comment = await get_comment(user_id, rows[0]["id"])
         return [{**rows[0], "author": comment.author}]  # type: ignore[attr-defined]
 
-    rows, replayed = await run_once(user_id, idempotency, create)
+    # One transaction: a comment whose answer cannot be read back (access lost meanwhile) is undone.
+    async with transaction():
+        rows, replayed = await run_once(user_id, idempotency, create)
+    if replayed:
+        await may_comment()  # a replay answers only someone who could create it now
     return from_row(Comment, dict(rows[0])), replayed
 
 
@@ -99,7 +106,8 @@ def _update_statement(fields: tuple[str, ...], check_version: bool) -> Statement
     values: dict[Any, Any] = {Comment._meta.get_column_by_name(name): Param(name) for name in fields}
     values[Comment.version] = Comment.version + 1
     values[Comment.updated_at] = Param("now")
-    where = (Comment.id == ID) & (Comment.owner == USER) & _task_where(access.READ)
+    # Editing is writing: the author, while still a commenter or more.
+    where = (Comment.id == ID) & (Comment.owner == USER) & _task_where(access.COMMENT)
     if check_version:
         where = where & (Comment.version == Param("version"))
     return Statement(Comment.update(values, use_auto_update=False).where(where).returning(Comment.id))
@@ -123,7 +131,10 @@ async def update_comment(
             return await get_comment(user_id, comment_id)
     comment = await get_comment(user_id, comment_id)  # why nothing was written: 404, 403 or 412
     if comment.owner != user_id:
-        raise ForbiddenError("Comment", comment_id, "author", "not its author")
+        raise NotAuthorError(comment_id)
+    role = await _task_role(user_id, comment.task)  # type: ignore[arg-type]
+    if not access.may(role, access.COMMENT):
+        raise ForbiddenError("Task", comment.task, access.COMMENT.value, str(role))  # type: ignore[arg-type]
     if expected_version is not None and comment.version != expected_version:
         raise PreconditionFailedError("Comment", comment.version)
     return comment

@@ -267,12 +267,14 @@ MOVE_SUBTASKS = Statement(
     QueryString(
         "WITH RECURSIVE sub(id) AS (SELECT t.id FROM task t WHERE t.parent = {}"
         " UNION SELECT t.id FROM task t JOIN sub ON t.parent = sub.id)"
-        " UPDATE task SET project = {}::integer, owner = CASE WHEN {}::integer IS NULL THEN {} ELSE task.owner END"
+        " UPDATE task SET project = {}::integer, owner = CASE WHEN {}::integer IS NULL THEN {} ELSE task.owner END,"
+        " version = task.version + 1, updated_at = {}"  # a moved subtask changed (SPEC: version +1)
         " FROM sub WHERE task.id = sub.id RETURNING task.id",
         Param("task"),
         Param("project"),
         Param("project"),
         USER,
+        Param("now"),
     )
 )
 UNASSIGN_OUTSIDERS = Statement(

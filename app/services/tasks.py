@@ -480,7 +480,17 @@ async def create_task(
         return _snapshot([task])
 
     rows, replayed = await run_once(user_id, idempotency, create)
+    if replayed:
+        await _may_replay(user_id, rows)
     return _restore(rows)[0], replayed
+
+
+async def _may_replay(user_id: int, rows: list[dict[str, Any]]) -> None:
+    """A replayed create answers only someone who could make it now: a member who lost the
+    project's editor role gets what a new create would (422 or 403), not the stored answer."""
+    for index, project in enumerate(r["project"] for r in rows):
+        if project is not None:
+            await _check_project(user_id, project, index if len(rows) > 1 else None)
 
 
 async def create_tasks(
@@ -494,6 +504,8 @@ async def create_tasks(
         return _snapshot(tasks)
 
     rows, replayed = await run_once(user_id, idempotency, create)
+    if replayed:
+        await _may_replay(user_id, rows)
     return _restore(rows), replayed
 
 
@@ -570,7 +582,10 @@ async def _change_tree(user_id: int, task_ids: list[int], changes: dict[str, Any
 async def _change_sets(user_id: int, task_id: int, changes: dict[str, Any]) -> None:
     """After a task's UPDATE: its subtasks follow a new project; labels and assignees replaced."""
     if "project" in changes:
-        moved = [r["id"] for r in await sql.MOVE_SUBTASKS.fetch(task=task_id, project=changes["project"], user=user_id)]
+        moved = [
+            r["id"]
+            for r in await sql.MOVE_SUBTASKS.fetch(task=task_id, project=changes["project"], user=user_id, now=utcnow())
+        ]
         await sql.UNASSIGN_OUTSIDERS.fetch(ids=[task_id, *moved])
     if "label_ids" in changes:
         await _set_labels(user_id, task_id, changes["label_ids"])
