@@ -2,7 +2,7 @@
 
 A webhook belongs to one user and receives the events that user can read (README "Webhooks"):
 with ``project`` set, only that project's events. Which events reach which webhook is decided by
-the database, in the event's own transaction (migration "webhook rules and queue"), so a
+the database, in the event's own transaction (migration "webhook deliveries for events"), so a
 delivery is queued exactly when the change commits; app/webhooks_worker.py sends them.
 
 Signing secrets are not stored. Each webhook keeps a random salt; its secret is
