@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from app.tables import ProjectRole
 from tests.api.collab import (
@@ -70,9 +69,6 @@ async def test_only_the_author_edits_a_comment(client, team):
     assert response.json()["version"] == comment["version"] + 1
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding: a non-author's 403 names required_role 'author', not a documented role"
-)
 async def test_a_refused_edit_is_a_documented_problem(client, team):
     """OpenAPI documents ``required_role`` as one of the project roles."""
     doc = (await client.get("/schema/openapi.json")).json()
@@ -153,7 +149,6 @@ async def test_a_demoted_author_may_still_delete_their_comment(client, team):
     assert (await client.delete(f"{COMMENTS}/{comment['id']}", headers=team.scribe.headers)).status_code == 204
 
 
-@pytest.mark.xfail(strict=True, reason="finding (for the lead to decide): a viewer may still edit their old comment")
 async def test_a_demoted_author_no_longer_edits_their_comment(client, team):
     """SPEC: a viewer reads comments; writing them is the commenter's. Editing is writing."""
     comment = await _comment(client, team, team.scribe)

@@ -236,7 +236,6 @@ async def test_role_matrix(client, team):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the task and comment operations do not document their 403")
 async def test_every_operation_that_answers_403_documents_it(client, team):
     """A member below an action's least role gets a 403 problem: the OpenAPI document of that
     operation lists 403 (as the project, member and invitation operations do)."""
@@ -867,7 +866,6 @@ async def test_idempotency_keys_are_per_user_in_a_shared_project(client, team):
     assert replay.json() == second.json()
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a replay answers from the stored snapshot without the access check")
 async def test_a_removed_member_cannot_replay_a_create_into_the_project(client, team):
     """SPEC: a removed member's next request for anything in the project is a 404 (a create
     naming it, a 422). A retry of their earlier create must not hand back the project's task."""
@@ -881,3 +879,22 @@ async def test_a_removed_member_cannot_replay_a_create_into_the_project(client, 
     retry = await client.post(TASKS, json=body, headers={**editor.headers, **key})
     assert await db_state() == before
     assert_problem(retry, 422, "project_id")
+
+
+async def test_subtasks_moved_with_their_parent_are_changed_objects(client, team):
+    """SPEC "Safe writes": every change adds 1 to the version. A subtask that moved with its
+    parent changed (its project_id), so a writer holding its old version gets a 412."""
+    editor = team.members[EDITOR]
+    other = await _second_project(client, team, (editor, EDITOR))
+    root, child, grandchild = await _tree(client, editor, team.project)
+    response = await client.patch(f"{TASKS}/{root['id']}", json={"project_id": other}, headers=editor.headers)
+    assert response.status_code == 200, response.text
+    for old in (child, grandchild):
+        moved = await _get(client, editor, old["id"])
+        assert moved["project_id"] == other
+        assert moved["version"] == old["version"] + 1, moved
+        assert moved["updated_at"] > old["updated_at"]
+        stale = await client.patch(
+            f"{TASKS}/{old['id']}", json={"title": "x"}, headers={**editor.headers, "If-Match": f'"{old["version"]}"'}
+        )
+        assert_problem(stale, 412)
