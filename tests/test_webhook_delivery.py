@@ -578,3 +578,21 @@ async def test_who_receives_a_projects_events_and_a_removed_member_stops(alice, 
     cancelled = next(r for r in await deliveries(bob_all) if r["type"] == "task.created")
     with pytest.raises(NotFoundError):
         await webhooks.redeliver(bob.id, bob_all, cancelled["id"])
+
+
+async def test_the_worker_setting_and_its_checks(monkeypatch):
+    from app.settings import SettingsError, load_settings
+    from app.webhooks_worker import start_webhook_worker
+
+    monkeypatch.setenv("TASKAPI_WEBHOOK_WORKER", "false")
+    monkeypatch.setenv("TASKAPI_WEBHOOK_ALLOW_PRIVATE", "true")
+    settings = load_settings()
+    assert settings.webhooks.allow_private is True
+    assert await start_webhook_worker(settings) is None  # serve then leaves delivery to `taskapi worker`
+    monkeypatch.setenv("TASKAPI_WEBHOOK_ALLOW_PRIVATE", "maybe")
+    with pytest.raises(SettingsError, match="TASKAPI_WEBHOOK_ALLOW_PRIVATE"):
+        load_settings()
+    monkeypatch.delenv("TASKAPI_WEBHOOK_ALLOW_PRIVATE")
+    monkeypatch.setenv("TASKAPI_WEBHOOK_LEASE_SECONDS", "10")  # not longer than 5 + 10
+    with pytest.raises(SettingsError, match="LEASE"):
+        load_settings().validate()
