@@ -69,11 +69,15 @@ def next_delay(failures: int, age: float, w: WebhookSettings, retry_after: float
 
     Retries continue until ``retry_window`` after queueing; the last one is made at the window's
     end rather than skipped, so a receiver that is down for exactly the window still gets one.
+    ``Retry-After`` is honoured (never sooner), but a receiver that keeps asking for 0 or 1 s is
+    still retried no more often than a quarter of the usual backoff.
     """
     left = w.retry_window - age
     if left <= 0:
         return None
-    delay = retry_after if retry_after is not None else backoff(failures, w)
+    delay = backoff(failures, w)
+    if retry_after is not None:
+        delay = max(retry_after, delay / 4)
     return min(delay, left)
 
 

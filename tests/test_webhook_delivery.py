@@ -233,6 +233,10 @@ def test_retry_after_parsing_and_the_backoff_schedule():
     assert max(first) <= 60  # the first retry within a minute
     assert min(first) >= w.retry_base / 2
     assert all(backoff(30, w) <= w.retry_max_delay for _ in range(50))
+    # Retry-After is never cut short; a receiver asking for 0 s still gets the backoff's quarter.
+    assert next_delay(1, 0, w, retry_after=120) == 120
+    assert 15 / 8 <= next_delay(1, 0, w, retry_after=0) <= 15 / 4
+    assert next_delay(10, 0, w, retry_after=0) >= w.retry_max_delay / 8
     # Retries go on for the whole window (at least 24 h), the last one at its end.
     age, failures = 0.0, 0
     while (delay := next_delay(failures + 1, age, w)) is not None:
