@@ -31,7 +31,7 @@ CASES = [
     (
         "piccolo_foreignkey_dir.py",
         "dir() on ForeignKey access",
-        "the text-built WHERE and label statements in app/services/tasks.py may be composed from the columns",
+        "building a Piccolo query per request costs less; statements are still built once (app/services/query.py)",
     ),
 ]
 
