@@ -170,3 +170,19 @@ async def test_a_task_moved_to_an_inbox_takes_its_comments_out_of_reach(client, 
     # The inbox's owner reads it, and may delete any comment on their own task.
     assert (await client.get(f"{COMMENTS}/{comment['id']}", headers=editor.headers)).status_code == 200
     assert (await client.delete(f"{COMMENTS}/{comment['id']}", headers=editor.headers)).status_code == 204
+
+
+async def test_a_removed_member_cannot_replay_a_comment(client, team):
+    """A retry of a comment made while a member, after removal, is the 404 a new one gets."""
+    task = await create(client, team.owner, TASKS, {"title": "t", "project_id": team.project})
+    key = {**team.scribe.headers, "Idempotency-Key": "comment-once"}
+    first = await client.post(f"{TASKS}/{task['id']}/comments", json={"body": "hi"}, headers=key)
+    assert first.status_code == 201
+    replay = await client.post(f"{TASKS}/{task['id']}/comments", json={"body": "hi"}, headers=key)
+    assert (replay.status_code, replay.headers.get("idempotent-replayed")) == (201, "true")
+    await remove_member(client, team.owner, team.project, team.scribe)
+    before = await db_state()
+    retry = await client.post(f"{TASKS}/{task['id']}/comments", json={"body": "hi"}, headers=key)
+    assert_problem(retry, 404)
+    assert "idempotent-replayed" not in retry.headers
+    assert await db_state() == before
