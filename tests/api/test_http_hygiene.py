@@ -29,11 +29,19 @@ async def objects(client, alice):
     label = (await client.post("/api/v1/labels", json={"name": "l"}, headers=h)).json()["id"]
     task = (await client.post("/api/v1/tasks", json={"title": "t"}, headers=h)).json()["id"]
     comment = (await client.post(f"/api/v1/tasks/{task}/comments", json={"body": "c"}, headers=h)).json()["id"]
+    invitation = await client.post(
+        f"/api/v1/projects/{project}/invitations", json={"email": "bob@example.com", "role": "viewer"}, headers=h
+    )
     return {
         "project_id": project,
         "label_id": label,
         "task_id": task,
         "comment_id": comment,
+        "user_id": alice.id,
+        "invitation_id": invitation.json()["id"],
+        # No webhook exists: its routes answer 404, to GET and HEAD alike.
+        "webhook_id": 1,
+        "delivery_id": 1,
         "file_path": "swagger-ui.css",
         "path": "swagger",
     }
