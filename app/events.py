@@ -59,6 +59,9 @@ class Buffered:
     project_id: int | None
     owner_id: int | None
     frame: bytes
+    # A task that left a project: that project, and what its members get (sql.DEPARTURE_JSON).
+    moved_from: int | None = None
+    departure: bytes | None = None
 
 
 def frame(event_id: int, event_type: str, data: str) -> bytes:
@@ -75,8 +78,13 @@ class Subscription:
     hub: EventHub
     projects: set[int] = field(default_factory=set)
 
-    def sees(self, item: Buffered) -> bool:
-        return item.owner_id == self.user_id or (item.project_id is not None and item.project_id in self.projects)
+    def frame_for(self, item: Buffered) -> bytes | None:
+        """What this subscriber gets of an event: all of it, that a task left, or nothing."""
+        if item.owner_id == self.user_id or (item.project_id is not None and item.project_id in self.projects):
+            return item.frame
+        if item.moved_from is not None and item.moved_from in self.projects:
+            return item.departure
+        return None
 
 
 class EventHub:
@@ -230,8 +238,16 @@ class EventHub:
             fresh = [row for row in rows if row["id"] is not None]
             for row in fresh:
                 self._ids.append(row["id"])
+                departure = row["departure"]
                 self._items.append(
-                    Buffered(row["id"], row["project_id"], row["owner_id"], frame(row["id"], row["type"], row["event"]))
+                    Buffered(
+                        row["id"],
+                        row["project_id"],
+                        row["owner_id"],
+                        frame(row["id"], row["type"], row["event"]),
+                        row["moved_from"],
+                        None if departure is None else frame(row["id"], row["type"], departure),
+                    )
                 )
                 changed_members = changed_members or row["type"] in MEMBERSHIP_TYPES
             self.position = fresh[-1]["id"] if len(fresh) == FETCH_LIMIT else max(self.position, upto - 1)
@@ -294,8 +310,8 @@ class EventHub:
                         continue
                 if self.following(cursor):
                     for buffered in self.since(cursor):
-                        if sub.sees(buffered):
-                            yield buffered.frame
+                        if (seen := sub.frame_for(buffered)) is not None:
+                            yield seen
                             sent = True
                     if self.position is not None:
                         cursor = max(cursor, self.position)

@@ -317,6 +317,8 @@ class Event(Table):
     actor_id = Integer(default=None, null=True)
     project_id = Integer(default=None, null=True)
     owner_id = Integer(default=None, null=True)
+    # A task's event: the project it left in this transaction (its members see that it went).
+    moved_from = Integer(default=None, null=True)
     object_type = Varchar(length=20, null=False)
     object_id = Integer(null=False)
     object = JSONB(null=False)
@@ -390,6 +392,8 @@ class WebhookDelivery(Table):
     last_error = Varchar(length=500, default=None, null=True)
     last_response_ms = Integer(default=None, null=True)
     delivered_at = Timestamptz(default=None, null=True)
+    # Every attempt's outcome, oldest first (the last 25): {attempt, at, status_code, error, response_ms}.
+    history = JSONB(default=[], null=False)
     redelivery_of = BigInt(default=None, null=True)
     created_at = Timestamptz(default=TimestamptzNow(), null=False)
 

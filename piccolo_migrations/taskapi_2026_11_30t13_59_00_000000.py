@@ -215,6 +215,27 @@ async def forwards():
     manager.add_column(
         table_class_name="Event",
         tablename="event",
+        column_name="moved_from",
+        db_column_name="moved_from",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Event",
+        tablename="event",
         column_name="object_type",
         db_column_name="object_type",
         column_class_name="Varchar",

@@ -53,6 +53,7 @@ FORWARDS = [
     "CREATE INDEX event_project ON event (project_id, id) WHERE project_id IS NOT NULL",
     "CREATE INDEX event_owner ON event (owner_id, id) WHERE owner_id IS NOT NULL",
     "CREATE INDEX event_object ON event (object_type, object_id, id)",
+    "CREATE INDEX event_moved_from ON event (moved_from, id) WHERE moved_from IS NOT NULL",
     "ALTER TABLE event_retention ADD CONSTRAINT event_retention_one_row CHECK (id = 1)",
     # A time as the API writes it (msgspec): UTC, microseconds only when there are any, "Z".
     # STABLE like to_char, so callers inline it (an IMMUTABLE one is called, ~4x the cost).
@@ -146,10 +147,11 @@ FORWARDS = [
         RETURN hit;
     END $$""",
     # Records one change (op: created, updated or deleted; etype the event's type), folding it into
-    # this transaction's event of the same object when there is one.
+    # this transaction's event of the same object when there is one. left: the project a task
+    # left (the first one, when it moves twice).
     """CREATE FUNCTION event_put(op text, etype text, kind text, oid integer, project integer, owner integer,
-                                 obj jsonb, diff jsonb, actor integer) RETURNS void
-    LANGUAGE plpgsql AS $$
+                                 obj jsonb, diff jsonb, actor integer, left_project integer DEFAULT NULL)
+    RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
         prior event := event_of_this_transaction(kind, oid);
     BEGIN
@@ -157,19 +159,22 @@ FORWARDS = [
             IF op = 'deleted' AND prior.changes IS NULL AND prior.type <> etype THEN
                 DELETE FROM event WHERE id = prior.id;  -- created and deleted in one transaction: nothing
             ELSIF op = 'deleted' THEN
-                UPDATE event SET type = etype, object = obj, changes = NULL, project_id = project, owner_id = owner
+                UPDATE event SET type = etype, object = obj, changes = NULL, project_id = project, owner_id = owner,
+                                 moved_from = coalesce(prior.moved_from, left_project)
                 WHERE id = prior.id;
             ELSIF prior.changes IS NULL THEN  -- created in this transaction: still a creation
                 UPDATE event SET object = obj, project_id = project, owner_id = owner WHERE id = prior.id;
             ELSE
                 UPDATE event SET object = obj, changes = event_merge(prior.changes, diff),
-                                 project_id = project, owner_id = owner
+                                 project_id = project, owner_id = owner,
+                                 moved_from = coalesce(prior.moved_from, left_project)
                 WHERE id = prior.id;
             END IF;
             RETURN;
         END IF;
-        INSERT INTO event (type, actor_id, project_id, owner_id, object_type, object_id, object, changes)
-        VALUES (etype, actor, project, owner, kind, oid, obj, CASE WHEN op = 'updated' THEN diff END);
+        INSERT INTO event (type, actor_id, project_id, owner_id, moved_from, object_type, object_id, object, changes)
+        VALUES (etype, actor, project, owner, left_project, kind, oid, obj,
+                CASE WHEN op = 'updated' THEN diff END);
     END $$""",
     """CREATE FUNCTION event_on_task() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
@@ -197,7 +202,8 @@ FORWARDS = [
                           CASE TG_OP WHEN 'INSERT' THEN 'task.created' ELSE 'task.updated' END,
                           'task', NEW.id, NEW.project, CASE WHEN NEW.project IS NULL THEN NEW.owner END,
                           core || event_task_sets(NEW.id), diff,
-                          event_actor(CASE TG_OP WHEN 'INSERT' THEN NEW.created_by END));
+                          event_actor(CASE TG_OP WHEN 'INSERT' THEN NEW.created_by END),
+                          CASE WHEN TG_OP = 'UPDATE' AND OLD.project IS DISTINCT FROM NEW.project THEN OLD.project END);
         RETURN NULL;
     END $$""",
     # A task's labels or assignees changed: its event of this transaction (the PATCH's UPDATE, or
@@ -394,7 +400,7 @@ BACKWARDS = [
             "event_on_project()",
             "event_on_task_set()",
             "event_on_task()",
-            "event_put(text, text, text, integer, integer, integer, jsonb, jsonb, integer)",
+            "event_put(text, text, text, integer, integer, integer, jsonb, jsonb, integer, integer)",
             "event_of_this_transaction(text, integer)",
             "event_member_object(project_member)",
             "event_comment_object(comment)",
@@ -409,6 +415,7 @@ BACKWARDS = [
         )
     ),
     "ALTER TABLE event_retention DROP CONSTRAINT IF EXISTS event_retention_one_row",
+    "DROP INDEX IF EXISTS event_moved_from",
     "DROP INDEX IF EXISTS event_object",
     "DROP INDEX IF EXISTS event_owner",
     "DROP INDEX IF EXISTS event_project",

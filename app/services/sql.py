@@ -489,29 +489,46 @@ EVENT_JSON = (
     " 'actor_id', e.actor_id, 'project_id', e.project_id, 'object', e.object, 'changes', e.changes)::text"
 )
 
+# A task's event as the members of the project it left see it (they can no longer see the task):
+# that it went, where to, and nothing else.
+DEPARTURE_JSON = (
+    "json_build_object('id', e.id, 'type', e.type, 'occurred_at', event_time(e.occurred_at),"
+    " 'actor_id', e.actor_id, 'project_id', e.moved_from,"
+    " 'object', CASE WHEN e.type LIKE '%.deleted' THEN json_build_object('id', e.object_id)"
+    " ELSE json_build_object('id', e.object_id, 'project_id', e.project_id) END,"
+    " 'changes', CASE WHEN e.type LIKE '%.deleted' THEN NULL"
+    " ELSE json_build_object('project_id', json_build_array(e.moved_from, e.project_id)) END)::text"
+)
+
 # A page of the feed: the settled events after ``after`` of the user's projects and their own
-# (inbox, labels, their removal), each source read in id order from its index, at most ``limit``
-# from each. ``upto`` (the settled bound) and ``purged`` come on every row, also on the one row
-# (with a null event) of an empty page.
+# (inbox, labels, their removal), and the departures of tasks from their projects, each source
+# read in id order from its index, at most ``limit`` from each. ``upto`` (the settled bound) and
+# ``purged`` come on every row, also on the one row (with a null event) of an empty page.
+_FROM_EACH = "AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x"
 EVENT_FEED = Statement(
     QueryString(
         f"WITH b AS (SELECT {EVENTS_SETTLED} AS upto,"
-        " (SELECT purged_through FROM event_retention) AS purged),"
-        " ids AS (SELECT x.id FROM b, project_member m, LATERAL (SELECT e.id FROM event e"
-        " WHERE e.project_id = m.project AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x"
-        " WHERE m.member = {}"
-        " UNION SELECT x.id FROM b, LATERAL (SELECT e.id FROM event e"
-        " WHERE e.owner_id = {} AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x),"
+        " (SELECT purged_through FROM event_retention) AS purged,"
+        " ARRAY(SELECT project FROM project_member WHERE member = {}) AS projects),"
+        " ids AS (SELECT x.id FROM b, unnest(b.projects) p,"
+        f" LATERAL (SELECT e.id FROM event e WHERE e.project_id = p {_FROM_EACH}"
+        f" UNION SELECT x.id FROM b, LATERAL (SELECT e.id FROM event e WHERE e.owner_id = {{}} {_FROM_EACH}"
+        " UNION SELECT x.id FROM b, unnest(b.projects) p,"
+        f" LATERAL (SELECT e.id FROM event e WHERE e.moved_from = p {_FROM_EACH}),"
         " page AS (SELECT id FROM ids ORDER BY id LIMIT {}::integer)"
-        f" SELECT b.upto, b.purged, e.id, {EVENT_JSON} AS event"
-        " FROM b LEFT JOIN (page JOIN event e USING (id)) ON true ORDER BY e.id",
-        Param("after"),
-        Param("limit"),
-        USER,
+        " SELECT b.upto, b.purged, e.id,"
+        f" CASE WHEN e.owner_id = {{}} OR e.project_id = ANY(b.projects) THEN {EVENT_JSON} ELSE {DEPARTURE_JSON} END"
+        " AS event FROM b LEFT JOIN (page JOIN event e USING (id)) ON true ORDER BY e.id",
         USER,
         Param("after"),
         Param("limit"),
+        USER,
+        Param("after"),
         Param("limit"),
+        Param("after"),
+        Param("limit"),
+        Param("limit"),
+        USER,
     )
 )
 EVENT_PURGED = Statement(QueryString("SELECT purged_through FROM event_retention"))
@@ -536,8 +553,8 @@ TASK_ACTIVITY_COUNT = Statement(
 EVENTS_SINCE = Statement(
     QueryString(
         f"WITH b AS (SELECT {EVENTS_SETTLED} AS upto, (SELECT max(id) FROM event) AS newest)"
-        " SELECT b.upto, b.newest, e.id, e.type, e.project_id, e.owner_id, e.actor_id,"
-        f" (e.object -> 'user' ->> 'id')::integer AS member, {EVENT_JSON} AS event"
+        " SELECT b.upto, b.newest, e.id, e.type, e.project_id, e.owner_id, e.moved_from, e.actor_id,"
+        f" {EVENT_JSON} AS event, CASE WHEN e.moved_from IS NOT NULL THEN {DEPARTURE_JSON} END AS departure"
         " FROM b LEFT JOIN LATERAL (SELECT * FROM event e WHERE e.id > {}::bigint AND e.id < b.upto"
         " ORDER BY e.id LIMIT {}::integer) e ON true ORDER BY e.id",
         Param("after"),

@@ -303,3 +303,29 @@ async def test_concurrent_writers_with_late_commits_no_gap_no_duplicate(client, 
     assert len(ids) == len(set(ids)), "an event was served twice"
     assert ids == sorted(ids)
     assert sorted(e["object"]["name"] for e in got) == sorted(committed), "an event was skipped"
+
+
+async def test_members_of_the_project_a_task_left_see_that_it_went_and_nothing_more(client, alice, bob):
+    h = alice.headers
+    old = (await client.post("/api/v1/projects", json={"name": "Old"}, headers=h)).json()
+    new = (await client.post("/api/v1/projects", json={"name": "New"}, headers=h)).json()
+    await join(client, alice, old["id"], bob, "viewer")
+    parent = (await client.post("/api/v1/tasks", json={"title": "parent", "project_id": old["id"]}, headers=h)).json()
+    child = (await client.post("/api/v1/tasks", json={"title": "child", "parent_id": parent["id"]}, headers=h)).json()
+    position = (await feed(client, bob))["next_after"]
+
+    moved = await client.patch(
+        f"/api/v1/tasks/{parent['id']}", json={"project_id": new["id"], "title": "secret"}, headers=h
+    )
+    assert moved.status_code == 200, moved.text
+    await client.patch(f"/api/v1/tasks/{parent['id']}", json={"title": "more secret"}, headers=h)
+    departures = (await feed(client, bob, position))["items"]
+    went = {"project_id": [old["id"], new["id"]]}
+    assert [(e["type"], e["project_id"], e["object"], e["changes"]) for e in departures] == [
+        ("task.updated", old["id"], {"id": parent["id"], "project_id": new["id"]}, went),
+        ("task.updated", old["id"], {"id": child["id"], "project_id": new["id"]}, went),
+    ]
+    # Alice, a member of both, sees the whole events (the move and the title), then the later change.
+    mine = (await feed(client, alice, position))["items"]
+    assert [e["object"]["title"] for e in mine] == ["secret", "child", "more secret"]
+    assert mine[0]["changes"] == {"project_id": [old["id"], new["id"]], "title": ["parent", "secret"]}
