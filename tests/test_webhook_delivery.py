@@ -144,7 +144,7 @@ async def test_a_ping_arrives_signed_per_standard_webhooks(alice, workers, clien
     assert shown.json()["last_status_code"] == 200
 
 
-async def test_a_failing_receiver_is_retried_with_growing_backoff_until_it_recovers(alice, workers):
+async def test_a_failing_receiver_is_retried_with_growing_backoff_until_it_recovers(alice, workers, client):
     failures = 3
     async with Receiver(script(*[Answer(500, body=b"boom")] * failures)) as receiver:
         webhook_id, secret = await hook(alice.id, receiver.url)
@@ -164,6 +164,13 @@ async def test_a_failing_receiver_is_retried_with_growing_backoff_until_it_recov
     (row,) = await deliveries(webhook_id)
     assert row["attempts"] == failures + 1
     assert row["status"] == "delivered"
+    # The delivery log shows every attempt and its outcome.
+    shown = (await client.get(f"{HOOKS}/{webhook_id}/deliveries/{row['id']}", headers=alice.headers)).json()
+    assert [a["attempt"] for a in shown["history"]] == [1, 2, 3, 4]
+    assert [a["status_code"] for a in shown["history"]] == [500, 500, 500, 200]
+    assert [a["error"] for a in shown["history"]] == ["HTTP 500: boom"] * 3 + [None]
+    assert all(a["at"].endswith("Z") and isinstance(a["response_ms"], int) for a in shown["history"])
+    assert [a["at"] for a in shown["history"]] == sorted(a["at"] for a in shown["history"])
 
 
 async def _delivered(webhook_id: int) -> bool:
@@ -201,6 +208,7 @@ async def test_410_disables_the_webhook_and_cancels_what_is_queued(alice, worker
     first, second = await deliveries(webhook_id)
     assert first["status"] == "failed"
     assert first["last_status_code"] == 410
+    assert [a["status_code"] for a in json.loads(first["history"])] == [410]
     assert second["status"] == "cancelled"
     state = (await client.get(f"{HOOKS}/{webhook_id}", headers=alice.headers)).json()
     assert state["enabled"] is False
@@ -268,6 +276,9 @@ async def test_a_receiver_that_does_not_answer_times_out(alice, workers):
     assert row["attempts"] == 1
     assert row["last_error"].startswith("timeout")
     assert row["last_status_code"] is None
+    (attempt,) = json.loads(row["history"])
+    assert attempt["status_code"] is None
+    assert attempt["error"].startswith("timeout")
 
 
 async def test_redirects_are_not_followed(alice, workers):
@@ -600,3 +611,21 @@ async def test_the_worker_setting_and_its_checks(monkeypatch):
     monkeypatch.setenv("TASKAPI_WEBHOOK_LEASE_SECONDS", "10")  # not longer than 5 + 10
     with pytest.raises(SettingsError, match="LEASE"):
         load_settings().validate()
+
+
+async def test_the_history_keeps_the_last_25_attempts(alice):
+    webhook_id, _ = await hook(alice.id, "http://127.0.0.1:9/hook")
+    old = json.dumps([{"attempt": n} for n in range(1, 26)])
+    await run_sql(
+        "INSERT INTO webhook_delivery (webhook, type, message_id, payload, status, attempts, history, last_attempt_at)"
+        " VALUES ({}, 'webhook.ping', 'msg_h', jsonb_build_object(), 'sending', 26, {}::jsonb, now())",
+        webhook_id,
+        old,
+    )
+    (row,) = await deliveries(webhook_id)
+    await sql.RECORD_FAILED.fetch(delay=1.0, code=502, error="HTTP 502", ms=7, id=row["id"], attempts=26)
+    (row,) = await deliveries(webhook_id)
+    history = json.loads(row["history"])
+    assert [a["attempt"] for a in history] == list(range(2, 27))
+    assert history[-1]["status_code"] == 502
+    assert row["status"] == "pending"

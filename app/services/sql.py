@@ -402,13 +402,23 @@ CLAIM_DELIVERIES = Statement(
 )
 
 # Outcomes, written only by the claim that is still current (same attempt, still 'sending'): a
-# worker whose lease ran out and whose delivery was claimed again records nothing.
+# worker whose lease ran out and whose delivery was claimed again records nothing. Each also
+# appends the attempt to ``history`` (the last 25).
 _CURRENT_CLAIM = "WHERE id = {} AND attempts = {} AND status = 'sending'"
+_HISTORY = (
+    "history = (CASE WHEN jsonb_array_length(history) >= 25 THEN history - 0 ELSE history END)"
+    " || jsonb_build_array(jsonb_build_object('attempt', attempts,"
+    " 'at', to_char(last_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " 'status_code', {}::integer, 'error', left({}::text, 500), 'response_ms', {}::integer))"
+)
 RECORD_DELIVERED = Statement(
     QueryString(
         "UPDATE webhook_delivery SET status = 'delivered', delivered_at = now(), last_status_code = {},"
-        f" last_error = NULL, last_response_ms = {{}} {_CURRENT_CLAIM}",
+        f" last_error = NULL, last_response_ms = {{}}, {_HISTORY} {_CURRENT_CLAIM}",
         Param("code"),
+        Param("ms"),
+        Param("code"),
+        None,
         Param("ms"),
         Param("id"),
         Param("attempts"),
@@ -420,10 +430,14 @@ RECORD_FAILED = Statement(
         "UPDATE webhook_delivery SET status = CASE WHEN {}::float8 IS NULL THEN 'failed' ELSE 'pending' END,"
         " next_attempt_at = CASE WHEN {}::float8 IS NULL THEN next_attempt_at"
         " ELSE now() + make_interval(secs => {}::float8) END,"
-        f" last_status_code = {{}}, last_error = left({{}}, 500), last_response_ms = {{}} {_CURRENT_CLAIM}",
+        f" last_status_code = {{}}, last_error = left({{}}, 500), last_response_ms = {{}}, {_HISTORY}"
+        f" {_CURRENT_CLAIM}",
         Param("delay"),
         Param("delay"),
         Param("delay"),
+        Param("code"),
+        Param("error"),
+        Param("ms"),
         Param("code"),
         Param("error"),
         Param("ms"),
@@ -435,11 +449,14 @@ RECORD_FAILED = Statement(
 RECORD_GONE = Statement(
     QueryString(
         "WITH this AS (UPDATE webhook_delivery SET status = 'failed', last_status_code = 410, last_error = {},"
-        f" last_response_ms = {{}} {_CURRENT_CLAIM} RETURNING webhook),"
+        f" last_response_ms = {{}}, {_HISTORY} {_CURRENT_CLAIM} RETURNING webhook),"
         " off AS (UPDATE webhook SET enabled = false, disabled_reason = {}, updated_at = now(),"
         " version = version + 1 WHERE id IN (SELECT webhook FROM this) AND enabled RETURNING id)"
         " UPDATE webhook_delivery d SET status = 'cancelled', last_error = {}"
         f" FROM off WHERE d.webhook = off.id AND d.id <> {{}} AND d.status IN {_SENDABLE}",
+        Param("error"),
+        Param("ms"),
+        410,
         Param("error"),
         Param("ms"),
         Param("id"),

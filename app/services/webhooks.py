@@ -406,7 +406,7 @@ async def list_deliveries(
         total = offset + len(rows)
     else:
         total = (await COUNT_DELIVERIES.fetch(webhook=webhook_id))[0]["count"]
-    return [from_row(WebhookDelivery, dict(r)) for r in rows], total
+    return [_delivery(dict(r)) for r in rows], total
 
 
 async def get_delivery(user_id: int, webhook_id: int, delivery_id: int) -> WebhookDelivery:
@@ -414,7 +414,7 @@ async def get_delivery(user_id: int, webhook_id: int, delivery_id: int) -> Webho
     row = await GET_DELIVERY.fetch_one(webhook=webhook_id, id=delivery_id)
     if row is None:
         raise NotFoundError("Delivery", delivery_id)
-    return from_row(WebhookDelivery, dict(row))
+    return _delivery(dict(row))
 
 
 async def ping(
@@ -459,9 +459,13 @@ def _delivery_row(row: Any) -> dict[str, Any]:
 
 
 def _delivery(row: dict[str, Any]) -> WebhookDelivery:
-    """A delivery from a row or from a replayed answer (whose timestamps are text)."""
+    """A delivery from a row or from a replayed answer (whose timestamps are text); ``history``
+    as a list (asyncpg reads jsonb as text)."""
     times = ("next_attempt_at", "last_attempt_at", "delivered_at", "created_at")
-    return from_row(WebhookDelivery, {k: _datetime(v) if k in times else v for k, v in row.items()})
+    values = {k: _datetime(v) if k in times else v for k, v in row.items()}
+    if isinstance(values.get("history"), str):
+        values["history"] = json.loads(values["history"])
+    return from_row(WebhookDelivery, values)
 
 
 async def redeliver(

@@ -400,7 +400,7 @@ async def test_enabling_again_does_not_send_what_was_queued_while_disabled(clien
     # An event that committed while the webhook was being disabled (its transaction saw it enabled).
     await run_sql(
         "INSERT INTO webhook_delivery (webhook, type, message_id, payload)"
-        " VALUES ({}, 'task.created', 'msg_x', '{{}}')",
+        " VALUES ({}, 'task.created', 'msg_x', jsonb_build_object())",
         hook["id"],
     )
     await client.patch(f"{HOOKS}/{hook['id']}", json={"enabled": True}, headers=alice.headers)
