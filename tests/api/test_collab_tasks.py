@@ -919,3 +919,47 @@ async def test_subtasks_moved_with_their_parent_are_changed_objects(client, team
             f"{TASKS}/{old['id']}", json={"title": "x"}, headers={**editor.headers, "If-Match": f'"{old["version"]}"'}
         )
         assert_problem(stale, 412)
+
+
+async def test_a_change_racing_with_a_promotion_lands_whole_or_not_at_all(client, team):
+    """A viewer's change (one task, and bulk) races with their promotion to editor: it lands
+    whole (200, every task changed) or not at all (403, or 409 when the promotion committed
+    between the write and its explanation; nothing changed), never in part, never a 200 that
+    changed nothing, never a 412 for a request without If-Match."""
+    owner, member = team.owner, team.members[VIEWER]
+    outcomes: dict[int, int] = {}
+    for n in range(ROUNDS):
+        ids = [
+            (await create(client, owner, TASKS, {"title": f"b{n}-{k}", "project_id": team.project}))["id"]
+            for k in range(4)
+        ]
+
+        async def promote(delay: float) -> None:
+            await asyncio.sleep(delay)
+            await set_role(client, owner, team.project, member, EDITOR)
+
+        async def later(delay: float, request: Awaitable[httpx.Response]) -> httpx.Response:
+            await asyncio.sleep(delay)
+            return await request
+
+        # The writes start up to 9 ms after the promotion: either may come first.
+        bulk = {"ids": ids[:3], "changes": {"description": f"bulk{n}"}}
+        delay = 0.001 * (n % 10)
+        *answers, _ = await asyncio.gather(
+            later(delay, client.patch(f"{TASKS}/bulk", json=bulk, headers=member.headers)),
+            later(delay, client.patch(f"{TASKS}/{ids[3]}", json={"description": f"one{n}"}, headers=member.headers)),
+            promote(0),
+        )
+        for response, tag, count in zip(answers, (f"bulk{n}", f"one{n}"), (3, 1), strict=True):
+            rows = await run_sql("SELECT count(*) AS n FROM task WHERE description = {}", tag)
+            outcomes[response.status_code] = outcomes.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                assert rows[0]["n"] == count, (n, tag, response.json())
+                continue
+            if response.status_code == 409:
+                assert_problem(response, 409)
+            else:
+                assert_forbidden(response, EDITOR, (n, tag))
+            assert rows[0]["n"] == 0, (n, tag)
+        await set_role(client, owner, team.project, member, VIEWER)
+    assert set(outcomes) <= {200, 403, 409}, outcomes
