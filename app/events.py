@@ -33,6 +33,7 @@ import asyncpg
 from app.db import engine_config
 from app.services import events as event_service
 from app.services import sql
+from app.services.events import ResyncRequired
 from app.settings import Settings
 
 logger = logging.getLogger("taskapi.events")
@@ -48,8 +49,10 @@ NOTIFY_SPACING = 0.02
 RECONNECT_MAX_DELAY = 2.0
 # Types whose events change who may see a project's events.
 MEMBERSHIP_TYPES = frozenset({"member.added", "member.removed", "project.created", "project.deleted"})
-# Events per page when a stream catches up from the table.
+# Events per page when a stream catches up from the table, and how soon it tries again when
+# the database did not answer.
 CATCH_UP_PAGE = 100
+CATCH_UP_RETRY = 0.5
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -288,20 +291,39 @@ class EventHub:
 
     # ------------------------------------------------------------------ a stream
 
+    async def _catch_up(self, user_id: int, cursor: int | None) -> event_service.FeedPage | None:
+        """The next page from the table (none yet: the position to start from), or None when the
+        database did not answer (a restart): the stream stays open and tries again."""
+        try:
+            if cursor is None:
+                return event_service.FeedPage(items=[], next_after=await event_service.settled_position(), raw=[])
+            return await event_service.list_events(user_id, after=cursor, limit=CATCH_UP_PAGE)
+        except ResyncRequired:
+            raise
+        except Exception as exc:
+            logger.info("event stream: catching up failed (%s); trying again", type(exc).__name__)
+            return None
+
     async def stream(self, user_id: int, after: int | None) -> AsyncIterator[bytes]:
         """One subscriber's SSE body: the events after ``after`` (None: from now), then live
         ones as they settle, with a heartbeat comment when nothing was sent for a while."""
         async with self.subscribe(user_id) as sub:
             yield b"retry: 2000\n\n"
-            cursor = after if after is not None else await event_service.settled_position()
             heartbeat = self.settings.sse_heartbeat_seconds
             loop = asyncio.get_running_loop()
             last_sent = loop.time()
+            cursor = after
             while True:
                 current = self._round
                 sent = False
-                if not self.following(cursor):
-                    page = await event_service.list_events(user_id, after=cursor, limit=CATCH_UP_PAGE)
+                if cursor is None or not self.following(cursor):
+                    page = await self._catch_up(user_id, cursor)
+                    if page is None:
+                        await asyncio.sleep(CATCH_UP_RETRY)
+                        if loop.time() - last_sent >= heartbeat:
+                            yield HEARTBEAT
+                            last_sent = loop.time()
+                        continue
                     for item, raw in zip(page.items, page.raw, strict=True):
                         yield frame(item.id, item.type, raw)
                         sent = True

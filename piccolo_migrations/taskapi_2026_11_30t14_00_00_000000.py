@@ -1,12 +1,12 @@
 """The event log (SPEC "Changes, live updates and webhooks"): one row per committed change.
 
 - ``event`` (created by the migration "event log tables"): written only by the triggers below,
-  in the same transaction as the change (a
-  rolled-back change leaves none). An event's id is its transaction's id (``txid``) times
-  65 536 plus its place among that transaction's events, so ids order events as transaction ids
-  do: once ``pg_snapshot_xmin(pg_current_snapshot())`` has passed a transaction id, every event
-  below it is committed (or never will be), and the feed serves ids in order with no gaps even
-  when transactions commit out of order (README "Events").
+  in the same transaction as the change (a rolled-back change leaves none). An event's id is its
+  transaction's id (``txid``) times 65 536 plus its place among that transaction's events, so
+  ids order events as transaction ids do: once ``pg_snapshot_xmin(pg_current_snapshot())`` has
+  passed a transaction id, every event below it is committed (or never will be), and the feed
+  serves ids in order with no gaps even when transactions commit out of order (README "Events").
+  ``moved_from``: the project a task left, whose members are told it went.
 - ``event_retention``: one row, how far the cleanup has deleted (an ``after`` below it is a 410).
 - Triggers on project, project_member, label, task, task_label, task_assignee and comment write
   the events: ``object`` is the object as GET shows it after the change (``{id}`` after a
