@@ -629,3 +629,29 @@ async def test_the_history_keeps_the_last_25_attempts(alice):
     assert [a["attempt"] for a in history] == list(range(2, 27))
     assert history[-1]["status_code"] == 502
     assert row["status"] == "pending"
+
+
+async def test_members_of_the_project_a_task_left_get_its_departure(alice, bob, client):
+    from app.services import events
+
+    first = await _team(client, alice, bob)
+    second = (await client.post("/api/v1/projects", json={"name": "Elsewhere"}, headers=alice.headers)).json()["id"]
+    task = (await client.post(TASKS, json={"title": "secret plan", "project_id": first}, headers=alice.headers)).json()
+    bob_all, _ = await hook(bob.id, "http://127.0.0.1:9/hook", ["task.updated"])
+    bob_first, _ = await hook(bob.id, "http://127.0.0.1:9/hook", ["task.*"], project_id=first)
+    alice_all, _ = await hook(alice.id, "http://127.0.0.1:9/hook", ["task.updated"])
+    moved = await client.patch(f"{TASKS}/{task['id']}", json={"project_id": second}, headers=alice.headers)
+    assert moved.status_code == 200, moved.text
+    rows = {r["webhook"]: json.loads(r["payload"]) for r in await deliveries()}
+    assert set(rows) == {bob_all, bob_first, alice_all}
+    assert rows[alice_all]["object"]["title"] == "secret plan"  # alice reads both projects: the whole event
+    departure = rows[bob_all]
+    assert departure == rows[bob_first]
+    assert departure["object"] == {"id": task["id"], "project_id": second}  # that it went, not what it is
+    assert departure["changes"] == {"project_id": [first, second]}
+    assert departure["project_id"] == first
+    feed = (await events.list_events(bob.id, after=None, limit=100)).items
+    shown = {e.id: json.loads(msgspec.json.encode(e)) for e in feed}
+    assert departure == shown[departure["id"]]
+    alice_feed = (await events.list_events(alice.id, after=None, limit=100)).items
+    assert rows[alice_all] == {e.id: json.loads(msgspec.json.encode(e)) for e in alice_feed}[departure["id"]]
