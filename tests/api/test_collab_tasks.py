@@ -283,13 +283,16 @@ IGNORED_HEADERS = {"ratelimit", "content-length"}  # a per-user counter; the id'
 
 def _probes(team: Team, ids: dict[str, int], own_task: int) -> list[tuple[str, str, Any, dict[str, str]]]:
     """Requests that name an object by id (path or body), with ``ids`` filled in."""
-    task, comment, project, label = ids["task"], ids["comment"], ids["project"], ids["label"]
+    task, sub, comment, project, label = ids["task"], ids["sub"], ids["comment"], ids["project"], ids["label"]
     stale = {"If-Match": '"99"'}
     return [
         ("GET", f"{TASKS}/{task}", None, {}),
         ("PATCH", f"{TASKS}/{task}", {"title": "x"}, {}),
         ("PATCH", f"{TASKS}/{task}", {"title": "x"}, stale),
         ("PATCH", f"{TASKS}/{task}", {}, {}),
+        # Re-parenting under its own subtask: the unseen tree's shape must not show.
+        ("PATCH", f"{TASKS}/{task}", {"parent_id": sub}, {}),
+        ("PATCH", f"{TASKS}/bulk", {"ids": [task], "changes": {"parent_id": sub}}, {}),
         ("DELETE", f"{TASKS}/{task}", None, {}),
         ("DELETE", f"{TASKS}/{task}", None, stale),
         ("GET", f"{TASKS}/{task}/comments", None, {}),
@@ -334,9 +337,11 @@ async def test_unseen_objects_answer_exactly_like_missing_ones(client, team, who
         stranger = team.outsider
     task = await create(client, team.owner, TASKS, {"title": "t", "project_id": team.project})
     comment = await create(client, team.scribe, f"{TASKS}/{task['id']}/comments", {"body": "c"})
+    sub = await create(client, team.owner, TASKS, {"title": "s", "parent_id": task["id"]})
     own = await create(client, stranger, TASKS, {"title": "mine"})
     existing = {
         "task": task["id"],
+        "sub": sub["id"],
         "comment": comment["id"],
         "project": team.project,
         "label": team.labels[team.owner.id],
