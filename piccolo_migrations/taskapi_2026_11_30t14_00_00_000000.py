@@ -153,8 +153,12 @@ FORWARDS = [
                                  obj jsonb, diff jsonb, actor integer, left_project integer DEFAULT NULL)
     RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
-        prior event := event_of_this_transaction(kind, oid);
+        prior event;
     BEGIN
+        -- The transaction's first event (the usual case) needs no search.
+        IF coalesce(current_setting('taskapi.events', true), '') NOT IN ('', '0') THEN
+            prior := event_of_this_transaction(kind, oid);
+        END IF;
         IF prior.id IS NOT NULL THEN
             IF op = 'deleted' AND prior.changes IS NULL AND prior.type <> etype THEN
                 DELETE FROM event WHERE id = prior.id;  -- created and deleted in one transaction: nothing
