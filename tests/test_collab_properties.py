@@ -69,6 +69,8 @@ filter_data = st.one_of(
     st.none(),
     st.tuples(st.just("project_id"), st.integers(0, N_PROJECTS - 1)),
     st.tuples(st.just("inbox"), st.booleans()),
+    st.tuples(st.just("priority"), st.lists(st.integers(0, 4), min_size=1, max_size=2)),
+    st.tuples(st.just("parent_id"), st.integers(0, 11)),  # a task picked among those made
 )
 
 
@@ -184,13 +186,13 @@ async def test_each_user_lists_exactly_what_the_model_says_they_can_see(
                 if target is None:
                     model.holder[task] = mover
 
-    params = _filter_params(flt, projects)
+    params = _filter_params(flt, projects, made)
     keys = _effective_keys(sort)
     if (sort_param := _sort_param(sort)) is not None:
         params["sort"] = sort_param
     rows = {r["id"]: dict(r) for r in await run_sql(f"SELECT {SORTED_COLUMNS} FROM task WHERE id = ANY({{}})", made)}
     for n, user in enumerate(users):
-        visible = [t for t in made if model.can_see(n, t) and _selected(model, t, flt)]
+        visible = [t for t in made if model.can_see(n, t) and _selected(model, rows[t], made, flt)]
         expected = [
             r["id"]
             for r in sorted((rows[t] for t in visible), key=functools.cmp_to_key(functools.partial(_compare, keys)))
@@ -199,19 +201,28 @@ async def test_each_user_lists_exactly_what_the_model_says_they_can_see(
         assert await _walk_offset(client, user, params, limit, len(expected)) == expected, (n, params)
 
 
-def _filter_params(flt: tuple[str, Any] | None, projects: list[int]) -> dict[str, Any]:
+def _filter_params(flt: tuple[str, Any] | None, projects: list[int], made: list[int]) -> dict[str, Any]:
     if flt is None:
         return {}
     name, value = flt
-    return {"project_id": projects[value]} if name == "project_id" else {"inbox": str(value).lower()}
+    if name == "project_id":
+        return {"project_id": projects[value]}
+    if name == "parent_id":
+        return {"parent_id": made[value % len(made)]}
+    return {name: str(value).lower() if isinstance(value, bool) else value}
 
 
-def _selected(model: Model, task: int, flt: tuple[str, Any] | None) -> bool:
+def _selected(model: Model, row: dict[str, Any], made: list[int], flt: tuple[str, Any] | None) -> bool:
     if flt is None:
         return True
     name, value = flt
+    task = row["id"]
     if name == "project_id":
         return model.project[task] == value
+    if name == "parent_id":
+        return model.parent[task] == made[value % len(made)]
+    if name == "priority":
+        return row["priority"] in value
     return (model.project[task] is None) == value
 
 

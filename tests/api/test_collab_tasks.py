@@ -892,19 +892,28 @@ async def test_idempotency_keys_are_per_user_in_a_shared_project(client, team):
     assert replay.json() == second.json()
 
 
-async def test_a_removed_member_cannot_replay_a_create_into_the_project(client, team):
+@pytest.mark.parametrize("bulk", [False, True], ids=["one", "bulk"])
+async def test_a_removed_member_cannot_replay_a_create_into_the_project(client, team, bulk):
     """SPEC: a removed member's next request for anything in the project is a 404 (a create
     naming it, a 422). A retry of their earlier create must not hand back the project's task."""
     editor = team.members[EDITOR]
-    body = {"title": "made while a member", "project_id": team.project}
-    key = {"Idempotency-Key": "before-removal"}
-    first = await client.post(TASKS, json=body, headers={**editor.headers, **key})
+    one = {"title": "made while a member", "project_id": team.project}
+    path, body, field = (
+        (f"{TASKS}/bulk", {"tasks": [{"title": "x"}, one]}, "tasks[1].project_id")
+        if bulk
+        else (TASKS, one, "project_id")
+    )
+    key = {**editor.headers, "Idempotency-Key": "before-removal"}
+    first = await client.post(path, json=body, headers=key)
     assert first.status_code == 201
+    replay = await client.post(path, json=body, headers=key)
+    assert (replay.status_code, replay.json()) == (201, first.json())
     await remove_member(client, team.owner, team.project, editor)
     before = await db_state()
-    retry = await client.post(TASKS, json=body, headers={**editor.headers, **key})
+    retry = await client.post(path, json=body, headers=key)
     assert await db_state() == before
-    assert_problem(retry, 422, "project_id")
+    assert_problem(retry, 422, field)
+    assert "idempotent-replayed" not in retry.headers
 
 
 async def test_subtasks_moved_with_their_parent_are_changed_objects(client, team):
