@@ -65,6 +65,8 @@ class Buffered:
     # A task that left a project: that project, and what its members get (sql.DEPARTURE_JSON).
     moved_from: int | None = None
     departure: bytes | None = None
+    # A deleted project's members at the time (nobody is a member afterwards).
+    audience: tuple[int, ...] = ()
 
 
 def frame(event_id: int, event_type: str, data: str) -> bytes:
@@ -83,7 +85,11 @@ class Subscription:
 
     def frame_for(self, item: Buffered) -> bytes | None:
         """What this subscriber gets of an event: all of it, that a task left, or nothing."""
-        if item.owner_id == self.user_id or (item.project_id is not None and item.project_id in self.projects):
+        if (
+            item.owner_id == self.user_id
+            or (item.project_id is not None and item.project_id in self.projects)
+            or self.user_id in item.audience
+        ):
             return item.frame
         if item.moved_from is not None and item.moved_from in self.projects:
             return item.departure
@@ -250,6 +256,7 @@ class EventHub:
                         frame(row["id"], row["type"], row["event"]),
                         row["moved_from"],
                         None if departure is None else frame(row["id"], row["type"], departure),
+                        tuple(row["audience"] or ()),
                     )
                 )
                 changed_members = changed_members or row["type"] in MEMBERSHIP_TYPES

@@ -319,6 +319,8 @@ class Event(Table):
     owner_id = Integer(default=None, null=True)
     # A task's event: the project it left in this transaction (its members see that it went).
     moved_from = Integer(default=None, null=True)
+    # A deleted project's event: its members then, who may no longer be members of anything.
+    audience = Array(Integer(), default=None, null=True)
     object_type = Varchar(length=20, null=False)
     object_id = Integer(null=False)
     object = JSONB(null=False)

@@ -5,7 +5,7 @@ events.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import JSONB, BigInt, BigSerial, Integer, Timestamptz, Varchar
+from piccolo.columns.column_types import JSONB, Array, BigInt, BigSerial, Integer, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 
@@ -221,6 +221,38 @@ async def forwards():
         column_class=Integer,
         params={
             "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Event",
+        tablename="event",
+        column_name="audience",
+        db_column_name="audience",
+        column_class_name="Array",
+        column_class=Array,
+        params={
+            "default": None,
+            "base_column": Integer(
+                default=0,
+                null=False,
+                primary_key=False,
+                unique=False,
+                index=False,
+                index_method=IndexMethod.btree,
+                choices=None,
+                db_column_name=None,
+                secret=False,
+            ),
             "null": True,
             "primary_key": False,
             "unique": False,

@@ -54,6 +54,7 @@ FORWARDS = [
     "CREATE INDEX event_owner ON event (owner_id, id) WHERE owner_id IS NOT NULL",
     "CREATE INDEX event_object ON event (object_type, object_id, id)",
     "CREATE INDEX event_moved_from ON event (moved_from, id) WHERE moved_from IS NOT NULL",
+    "CREATE INDEX event_audience ON event USING gin (audience) WHERE audience IS NOT NULL",
     "ALTER TABLE event_retention ADD CONSTRAINT event_retention_one_row CHECK (id = 1)",
     # A time as the API writes it (msgspec): UTC, microseconds only when there are any, "Z".
     # STABLE like to_char, so callers inline it (an IMMUTABLE one is called, ~4x the cost).
@@ -269,16 +270,24 @@ FORWARDS = [
         END IF;
         RETURN NULL;
     END $$""",
+    # A project's delete is recorded BEFORE the row goes, while its members are still there:
+    # they are the event's audience (afterwards nobody is a member, and the feed shows a
+    # project's events to its members).
+    f"""CREATE FUNCTION event_on_project_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM event_put('deleted', 'project.deleted', 'project', OLD.id, OLD.id, NULL,
+                          jsonb_build_object('id', OLD.id), NULL, event_actor(OLD.owner));
+        UPDATE event SET audience = ARRAY(SELECT m.member FROM project_member m WHERE m.project = OLD.id
+                                          ORDER BY m.member)
+        WHERE object_type = 'project' AND object_id = OLD.id AND type = 'project.deleted'
+            AND id >= pg_current_xact_id()::text::bigint * {PER_TRANSACTION};
+        RETURN OLD;
+    END $$""",
     """CREATE FUNCTION event_on_project() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         obj jsonb;
         diff jsonb;
     BEGIN
-        IF TG_OP = 'DELETE' THEN
-            PERFORM event_put('deleted', 'project.deleted', 'project', OLD.id, OLD.id, NULL,
-                              jsonb_build_object('id', OLD.id), NULL, event_actor(OLD.owner));
-            RETURN NULL;
-        END IF;
         obj := event_project_object(NEW);
         IF TG_OP = 'UPDATE' THEN
             diff := event_diff(event_project_object(OLD), obj);
@@ -377,8 +386,8 @@ FORWARDS = [
                           obj, diff, event_actor(NEW.owner));
         RETURN NULL;
     END $$""",
-    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON project"
-    " FOR EACH ROW EXECUTE FUNCTION event_on_project()",
+    "CREATE TRIGGER event_log AFTER INSERT OR UPDATE ON project FOR EACH ROW EXECUTE FUNCTION event_on_project()",
+    "CREATE TRIGGER event_log_delete BEFORE DELETE ON project FOR EACH ROW EXECUTE FUNCTION event_on_project_delete()",
     "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON project_member"
     " FOR EACH ROW EXECUTE FUNCTION event_on_member()",
     "CREATE TRIGGER event_log AFTER INSERT OR UPDATE OR DELETE ON label FOR EACH ROW EXECUTE FUNCTION event_on_label()",
@@ -395,6 +404,7 @@ BACKWARDS = [
         f"DROP TRIGGER IF EXISTS event_log ON {table}"
         for table in ("comment", "task_assignee", "task_label", "task", "label", "project_member", "project")
     ),
+    "DROP TRIGGER IF EXISTS event_log_delete ON project",
     *(
         f"DROP FUNCTION IF EXISTS {function}"
         for function in (
@@ -402,6 +412,7 @@ BACKWARDS = [
             "event_on_label()",
             "event_on_member()",
             "event_on_project()",
+            "event_on_project_delete()",
             "event_on_task_set()",
             "event_on_task()",
             "event_put(text, text, text, integer, integer, integer, jsonb, jsonb, integer, integer)",
@@ -419,6 +430,7 @@ BACKWARDS = [
         )
     ),
     "ALTER TABLE event_retention DROP CONSTRAINT IF EXISTS event_retention_one_row",
+    "DROP INDEX IF EXISTS event_audience",
     "DROP INDEX IF EXISTS event_moved_from",
     "DROP INDEX IF EXISTS event_object",
     "DROP INDEX IF EXISTS event_owner",

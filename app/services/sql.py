@@ -518,7 +518,8 @@ DEPARTURE_JSON = (
 )
 
 # A page of the feed: the settled events after ``after`` of the user's projects and their own
-# (inbox, labels, their removal), and the departures of tasks from their projects, each source
+# (inbox, labels, their removal), a deleted project's to its members then (``audience``), and
+# the departures of tasks from their projects, each source
 # read in id order from its index, at most ``limit`` from each. ``upto`` (the settled bound) and
 # ``purged`` come on every row, also on the one row (with a null event) of an empty page.
 _FROM_EACH = "AND e.id > {}::bigint AND e.id < b.upto ORDER BY e.id LIMIT {}::integer) x"
@@ -531,10 +532,13 @@ EVENT_FEED = Statement(
         f" LATERAL (SELECT e.id FROM event e WHERE e.project_id = p {_FROM_EACH}"
         f" UNION SELECT x.id FROM b, LATERAL (SELECT e.id FROM event e WHERE e.owner_id = {{}} {_FROM_EACH}"
         " UNION SELECT x.id FROM b, unnest(b.projects) p,"
-        f" LATERAL (SELECT e.id FROM event e WHERE e.moved_from = p {_FROM_EACH}),"
+        f" LATERAL (SELECT e.id FROM event e WHERE e.moved_from = p {_FROM_EACH}"
+        f" UNION SELECT x.id FROM b, LATERAL (SELECT e.id FROM event e WHERE e.audience @> ARRAY[{{}}::integer]"
+        f" {_FROM_EACH}),"
         " page AS (SELECT id FROM ids ORDER BY id LIMIT {}::integer)"
         " SELECT b.upto, b.purged, e.id,"
-        f" CASE WHEN e.owner_id = {{}} OR e.project_id = ANY(b.projects) THEN {EVENT_JSON} ELSE {DEPARTURE_JSON} END"
+        f" CASE WHEN e.owner_id = {{}} OR e.project_id = ANY(b.projects) OR {{}} = ANY(e.audience) THEN {EVENT_JSON}"
+        f" ELSE {DEPARTURE_JSON} END"
         " AS event FROM b LEFT JOIN (page JOIN event e USING (id)) ON true ORDER BY e.id",
         USER,
         Param("after"),
@@ -544,7 +548,11 @@ EVENT_FEED = Statement(
         Param("limit"),
         Param("after"),
         Param("limit"),
+        USER,
+        Param("after"),
         Param("limit"),
+        Param("limit"),
+        USER,
         USER,
     )
 )
@@ -570,7 +578,7 @@ TASK_ACTIVITY_COUNT = Statement(
 EVENTS_SINCE = Statement(
     QueryString(
         f"WITH b AS (SELECT {EVENTS_SETTLED} AS upto, (SELECT max(id) FROM event) AS newest)"
-        " SELECT b.upto, b.newest, e.id, e.type, e.project_id, e.owner_id, e.moved_from, e.actor_id,"
+        " SELECT b.upto, b.newest, e.id, e.type, e.project_id, e.owner_id, e.moved_from, e.audience, e.actor_id,"
         f" {EVENT_JSON} AS event, CASE WHEN e.moved_from IS NOT NULL THEN {DEPARTURE_JSON} END AS departure"
         " FROM b LEFT JOIN LATERAL (SELECT * FROM event e WHERE e.id > {}::bigint AND e.id < b.upto"
         " ORDER BY e.id LIMIT {}::integer) e ON true ORDER BY e.id",

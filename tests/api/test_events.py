@@ -329,3 +329,21 @@ async def test_members_of_the_project_a_task_left_see_that_it_went_and_nothing_m
     mine = (await feed(client, alice, position))["items"]
     assert [e["object"]["title"] for e in mine] == ["secret", "child", "more secret"]
     assert mine[0]["changes"] == {"project_id": [old["id"], new["id"]], "title": ["parent", "secret"]}
+
+
+async def test_a_deleted_projects_members_then_see_its_deletion(client, alice, bob, register):
+    carol = await register()
+    project = (await client.post("/api/v1/projects", json={"name": "Doomed"}, headers=alice.headers)).json()
+    await join(client, alice, project["id"], bob, "editor")
+    await client.post("/api/v1/tasks", json={"title": "t", "project_id": project["id"]}, headers=bob.headers)
+    position = (await feed(client, bob))["next_after"]
+    assert (await client.delete(f"/api/v1/projects/{project['id']}", headers=alice.headers)).status_code == 204
+    for user in (alice, bob):
+        [event] = (await feed(client, user, position))["items"]
+        assert (event["type"], event["project_id"], event["object"]) == (
+            "project.deleted",
+            project["id"],
+            {"id": project["id"]},
+        )
+        assert event["actor_id"] == alice.id
+    assert (await feed(client, carol, 0))["items"] == []
