@@ -51,8 +51,9 @@ FORWARDS = [
                 -- A deleted project's event: its members when it went (event.audience; read
                 -- through to_jsonb, so this holds whether or not the column exists yet).
                 SELECT v.id FROM webhook v WHERE ev.type = 'project.deleted' AND v.owner IN (
-                    SELECT a::integer FROM jsonb_array_elements_text(
-                        coalesce(to_jsonb(ev) -> 'audience', '[]') ) a))
+                    SELECT a::integer FROM jsonb_array_elements_text(CASE
+                        WHEN jsonb_typeof(to_jsonb(ev) -> 'audience') = 'array' THEN to_jsonb(ev) -> 'audience'
+                        ELSE '[]' END) a))
             AND w.enabled
             AND (w.project IS NULL OR w.project = ev.project_id)
             AND webhook_event_matches(w.events, ev.type);
