@@ -977,3 +977,32 @@ async def test_a_change_racing_with_a_promotion_lands_whole_or_not_at_all(client
             assert rows[0]["n"] == 0, (n, tag)
         await set_role(client, owner, team.project, member, VIEWER)
     assert set(outcomes) <= {200, 403, 409}, outcomes
+
+
+async def test_an_assignment_racing_with_the_assignees_removal_never_outlives_it(client, team):
+    """SPEC: assignees are members; a removed member is unassigned. An assignment and the
+    assignee's removal sent together leave no assignment of a non-member, whichever wins."""
+    owner, member = team.owner, team.members[VIEWER]
+    for n in range(ROUNDS):
+        task = await create(client, owner, TASKS, {"title": f"a{n}", "project_id": team.project})
+
+        async def later(delay: float, request: Awaitable[httpx.Response]) -> httpx.Response:
+            await asyncio.sleep(delay)
+            return await request
+
+        delay = 0.001 * (n % 6)
+        assigned, removed = await asyncio.gather(
+            later(
+                delay, client.patch(f"{TASKS}/{task['id']}", json={"assignee_ids": [member.id]}, headers=owner.headers)
+            ),
+            client.delete(f"/api/v1/projects/{team.project}/members/{member.id}", headers=owner.headers),
+        )
+        assert removed.status_code == 204, removed.text
+        assert assigned.status_code in {200, 422}, assigned.text
+        rows = await run_sql(
+            "SELECT count(*) AS n FROM task_assignee a JOIN task t ON t.id = a.task WHERE NOT EXISTS"
+            " (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = a.assignee)"
+        )
+        assert rows[0]["n"] == 0, (n, assigned.status_code)
+        assert (await _get(client, owner, task["id"]))["assignee_ids"] == []
+        await add_member(client, owner, team.project, member, VIEWER)
