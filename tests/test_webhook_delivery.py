@@ -655,3 +655,20 @@ async def test_members_of_the_project_a_task_left_get_its_departure(alice, bob, 
     assert departure == shown[departure["id"]]
     alice_feed = (await events.list_events(alice.id, after=None, limit=100)).items
     assert rows[alice_all] == {e.id: json.loads(msgspec.json.encode(e)) for e in alice_feed}[departure["id"]]
+
+
+async def test_a_deleted_projects_members_get_project_deleted(alice, bob, register, client):
+    carol = await register()
+    project_id = await _team(client, alice, bob)
+    bob_all, _ = await hook(bob.id, "http://127.0.0.1:9/hook", ["project.*"])
+    bob_scoped, _ = await hook(bob.id, "http://127.0.0.1:9/hook", ["*"], project_id=project_id)
+    carol_all, _ = await hook(carol.id, "http://127.0.0.1:9/hook")
+    deleted = await client.delete(f"/api/v1/projects/{project_id}", headers=alice.headers)
+    assert deleted.status_code == 204
+    rows = await deliveries()
+    assert [(r["webhook"], r["type"]) for r in rows] == [(bob_all, "project.deleted")]
+    body = json.loads(rows[0]["payload"])
+    assert body["object"] == {"id": project_id}
+    assert body["project_id"] == project_id
+    assert bob_scoped not in {r["webhook"] for r in rows}  # went with the project
+    assert carol_all not in {r["webhook"] for r in rows}
