@@ -1006,3 +1006,32 @@ async def test_an_assignment_racing_with_the_assignees_removal_never_outlives_it
         assert rows[0]["n"] == 0, (n, assigned.status_code)
         assert (await _get(client, owner, task["id"]))["assignee_ids"] == []
         await add_member(client, owner, team.project, member, VIEWER)
+
+
+async def test_a_move_racing_with_the_assignees_removal_there_leaves_no_outsider_assigned(client, team):
+    """A task assigned to a member of two projects moves to the second while the assignee is
+    removed from it: whichever wins, no task is left assigned to a non-member."""
+    owner, member = team.owner, team.members[VIEWER]
+    other = await _second_project(client, team)
+    for n in range(ROUNDS):
+        await add_member(client, owner, other, member, VIEWER)
+        task = await create(
+            client, owner, TASKS, {"title": f"m{n}", "project_id": team.project, "assignee_ids": [member.id]}
+        )
+
+        async def later(delay: float, request: Awaitable[httpx.Response]) -> httpx.Response:
+            await asyncio.sleep(delay)
+            return await request
+
+        delay = 0.001 * (n % 6)
+        moved, removed = await asyncio.gather(
+            later(delay, client.patch(f"{TASKS}/{task['id']}", json={"project_id": other}, headers=owner.headers)),
+            client.delete(f"/api/v1/projects/{other}/members/{member.id}", headers=owner.headers),
+        )
+        assert (moved.status_code, removed.status_code) == (200, 204), (moved.text, removed.text)
+        rows = await run_sql(
+            "SELECT count(*) AS n FROM task_assignee a JOIN task t ON t.id = a.task WHERE NOT EXISTS"
+            " (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = a.assignee)"
+        )
+        assert rows[0]["n"] == 0, n
+        assert (await _get(client, owner, task["id"]))["assignee_ids"] == []
