@@ -24,6 +24,8 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,20 +120,51 @@ class EventHub:
         self._purger: asyncio.Task[None] | None = None
         self.connected = False
         self.connections = 0  # how many times the LISTEN connection was opened (tests)
+        self.closing = False
+        self._signal_handlers: dict[int, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ life
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="taskapi-event-hub")
         self._purger = asyncio.create_task(self._purge_loop(), name="taskapi-event-purge")
+        self._chain_stop_signals()
 
     async def stop(self) -> None:
+        for sig, (ours, previous) in self._signal_handlers.items():
+            if signal.getsignal(sig) is ours:
+                signal.signal(sig, previous)
         for task in (self._task, self._purger):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._round.set()
+        self.close_streams()
+
+    def _chain_stop_signals(self) -> None:
+        """On SIGTERM / SIGINT, end the streams, then do what the server does (uvicorn installs
+        its handlers before the lifespan starts, and waits for open answers before it ends it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self.close_streams)
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+            self._signal_handlers[sig] = (handler, previous)
+
+    def close_streams(self) -> None:
+        """End every stream (the server is stopping): each answer completes at once, so open
+        streams do not hold a graceful shutdown for its whole timeout; clients reconnect."""
+        self.closing = True
+        round_done, self._round = self._round, asyncio.Event()
+        round_done.set()
 
     def poke(self) -> None:
         """A write was answered here: read the log now, and tell the other instances."""
@@ -320,7 +353,7 @@ class EventHub:
             loop = asyncio.get_running_loop()
             last_sent = loop.time()
             cursor = after
-            while True:
+            while not self.closing:
                 current = self._round
                 sent = False
                 if cursor is None or not self.following(cursor):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -226,3 +227,23 @@ async def test_the_stream_goes_on_after_the_database_restarts():
         with contextlib.suppress(Exception):
             stop_embedded(data_dir)
         shutil.rmtree(data_dir.parent, ignore_errors=True)
+
+
+async def test_an_open_stream_ends_when_the_server_stops_and_does_not_hold_it(admin_url):
+    async with (
+        instances(admin_url, 1, **FAST) as [server],
+        httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as client,
+    ):
+        headers = await account(client, "ada@example.com")
+        async with client.stream("GET", STREAM, headers=headers) as response:
+            assert response.status_code == 200
+            chunks = response.aiter_bytes()
+            assert await anext(chunks)  # the stream is open
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            async for _ in chunks:  # ends cleanly: the answer completes
+                pass
+        code = await asyncio.to_thread(server.process.wait, 30)
+        stopped = time.monotonic() - started
+    assert code == 0
+    assert stopped < 5.0, stopped  # the graceful shutdown's timeout is 10 s
