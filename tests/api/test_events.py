@@ -347,3 +347,21 @@ async def test_a_deleted_projects_members_then_see_its_deletion(client, alice, b
         )
         assert event["actor_id"] == alice.id
     assert (await feed(client, carol, 0))["items"] == []
+
+
+async def test_a_creation_with_assignees_is_one_created_event_with_its_final_state(client, alice):
+    position = (await feed(client, alice))["next_after"]
+    label = (await client.post("/api/v1/labels", json={"name": "L"}, headers=alice.headers)).json()
+    body = {"title": "T", "label_ids": [label["id"]], "assignee_ids": [alice.id]}
+    created = await client.post("/api/v1/tasks", json=body, headers=alice.headers)
+    assert created.status_code == 201, created.text
+    # A stale If-Match writes nothing, so no event either.
+    stale = await client.patch(
+        f"/api/v1/tasks/{created.json()['id']}", json={"title": "x"}, headers={**alice.headers, "If-Match": '"9"'}
+    )
+    assert stale.status_code == 412
+    events = (await feed(client, alice, position))["items"]
+    assert [e["type"] for e in events] == ["label.created", "task.created"]
+    assert events[1]["object"] == created.json()
+    assert events[1]["object"]["assignee_ids"] == [alice.id]
+    assert events[1]["object"]["labels"] == [{"id": label["id"], "name": "L", "color": None}]
