@@ -177,14 +177,15 @@ class EventHub:
     async def subscribe(self, user_id: int) -> AsyncIterator[Subscription]:
         sub = Subscription(user_id, self)
         known = user_id in self._projects
+        # One set per user, shared by their subscriptions and updated in place by reloads.
+        sub.projects = self._projects.setdefault(user_id, set())
         self._subscribers.setdefault(user_id, set()).add(sub)
         try:
             if not known:
                 reloads = self._reloads
                 rows = await sql.MEMBERSHIPS.fetch(users=[user_id])
-                if self._reloads == reloads or user_id not in self._projects:
-                    self._projects[user_id] = {p for row in rows for p in row["projects"]}
-            sub.projects = self._projects.setdefault(user_id, set())
+                if self._reloads == reloads:  # else a reload meanwhile read a newer state
+                    sub.projects.update(p for row in rows for p in row["projects"])
             self._wake.set()
             yield sub
         finally:
@@ -275,6 +276,8 @@ class EventHub:
             if self.position is None:
                 # Start following from the settled bound: older events come from the table.
                 self.position = self.buffer_start = upto - 1
+                self._ids.clear()
+                self._items.clear()
                 held_back = newest is not None and newest >= upto
                 break
             fresh = [row for row in rows if row["id"] is not None]

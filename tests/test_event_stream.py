@@ -220,7 +220,12 @@ async def test_the_stream_goes_on_after_the_database_restarts():
                     await asyncio.sleep(0.2)
                 assert written.status_code == 201, written.text
                 # The hub reconnected by itself: the event written after the restart arrives.
-                assert (await stream.next_event(5.0)).data["object"]["name"] == "after"
+                try:
+                    arrived = await stream.next_event(5.0)
+                except TimeoutError:
+                    log = server.output()[-4000:]
+                    raise AssertionError(f"no event after the restart; server log:\n{log}") from None
+                assert arrived.data["object"]["name"] == "after"
     finally:
         if server is not None:
             server.stop()

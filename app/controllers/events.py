@@ -13,6 +13,7 @@ from litestar.response import Stream
 from app.controllers.params import Limit, ObjectId, Offset, UserRequest
 from app.errors import BadParameterError
 from app.events import EventHub
+from app.http_hygiene import HEAD_AS_GET
 from app.openapi import problem_responses
 from app.services import events
 from app.services.events import EventOut
@@ -95,11 +96,15 @@ class EventController(Controller):
         resume = _last_event_id(last_event_id)
         start = resume if resume is not None else after
         await events.check_resumable(start)
+        if start is None:
+            # "From now" is fixed before the answer starts: a write the client makes once it has
+            # the answer is always in the stream.
+            start = await events.settled_position()
         hub: EventHub = request.app.state.event_hub
+        # HEAD: the headers a stream would start with, and no endless body.
+        body = iter(()) if request.scope.get(HEAD_AS_GET) else hub.stream(request.user.id, start)  # type: ignore[misc]
         return Stream(
-            hub.stream(request.user.id, start),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            body, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
     @get("/tasks/{task_id:int}/activity")
