@@ -19,6 +19,7 @@ from tests.api.sharing import join
 from tests.conftest import DATABASE_URL
 
 EVENTS = "/api/v1/events"
+PROJECTS = "/api/v1/projects"
 
 
 async def feed(client: httpx.AsyncClient, user: Any, after: int | None = None, limit: int = 100) -> dict[str, Any]:
@@ -365,3 +366,34 @@ async def test_a_creation_with_assignees_is_one_created_event_with_its_final_sta
     assert events[1]["object"] == created.json()
     assert events[1]["object"]["assignee_ids"] == [alice.id]
     assert events[1]["object"]["labels"] == [{"id": label["id"], "name": "L", "color": None}]
+
+
+async def test_the_actor_is_who_made_the_change(client, alice, bob, register):
+    carol = await register()
+    project = (await client.post("/api/v1/projects", json={"name": "P"}, headers=alice.headers)).json()
+    await join(client, alice, project["id"], bob, "commenter")
+    await join(client, alice, project["id"], carol, "viewer")
+    task = (
+        await client.post("/api/v1/tasks", json={"title": "t", "project_id": project["id"]}, headers=alice.headers)
+    ).json()
+    comment = (
+        await client.post(f"/api/v1/tasks/{task['id']}/comments", json={"body": "b"}, headers=bob.headers)
+    ).json()
+    position = (await feed(client, alice))["next_after"]
+    assert (
+        await client.patch(f"/api/v1/comments/{comment['id']}", json={"body": "c"}, headers=bob.headers)
+    ).status_code == 200
+    assert (await client.delete(f"/api/v1/comments/{comment['id']}", headers=alice.headers)).status_code == 204
+    assert (
+        await client.delete(f"{PROJECTS}/{project['id']}/members/{carol.id}", headers=carol.headers)
+    ).status_code == 204
+    assert (
+        await client.delete(f"{PROJECTS}/{project['id']}/members/{bob.id}", headers=alice.headers)
+    ).status_code == 204
+    events = (await feed(client, alice, position))["items"]
+    assert [(e["type"], e["actor_id"]) for e in events] == [
+        ("comment.updated", bob.id),
+        ("comment.deleted", alice.id),
+        ("member.removed", carol.id),
+        ("member.removed", alice.id),
+    ]
