@@ -397,3 +397,17 @@ async def test_the_actor_is_who_made_the_change(client, alice, bob, register):
         ("member.removed", carol.id),
         ("member.removed", alice.id),
     ]
+
+
+async def test_event_ids_are_the_transaction_id_and_the_place_in_it(client, alice):
+    from app.tables import EVENTS_PER_TRANSACTION
+
+    items = [{"title": f"t{n}"} for n in range(3)]
+    assert (await client.post("/api/v1/tasks/bulk", json={"tasks": items}, headers=alice.headers)).status_code == 201
+    connection = await asyncpg.connect(DATABASE_URL)
+    try:
+        rows = await connection.fetch("SELECT id, txid::text::bigint AS txid FROM event ORDER BY id")
+    finally:
+        await connection.close()
+    assert [(r["txid"], r["id"] % EVENTS_PER_TRANSACTION) for r in rows] == [(rows[0]["txid"], n) for n in range(3)]
+    assert all(r["id"] // EVENTS_PER_TRANSACTION == r["txid"] for r in rows)
