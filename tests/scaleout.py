@@ -200,6 +200,12 @@ def _start_postgres(data: Path, sockets: Path) -> Cluster:
     log_file.close()
     try:
         _wait_port(port, process, log)
+        # The port opens before the server accepts sessions ("the database system is starting up").
+        deadline = time.monotonic() + 30
+        ready = [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        while subprocess.run(ready, check=False).returncode:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.05)
     except BaseException:
         _stop(process)
         raise
@@ -209,7 +215,7 @@ def _start_postgres(data: Path, sockets: Path) -> Cluster:
 @contextlib.contextmanager
 def primary_and_replica() -> Iterator[tuple[Cluster, Cluster]]:
     """A private primary (wal_level replica) and a streaming replica of it (pg_basebackup -R)."""
-    require_binaries(PG_BIN / "initdb", PG_BIN / "postgres", PG_BIN / "pg_basebackup")
+    require_binaries(PG_BIN / "initdb", PG_BIN / "postgres", PG_BIN / "pg_basebackup", PG_BIN / "pg_isready")
     directory = _private_dir("taskapi-replication-")
     clusters: list[Cluster] = []
     try:
