@@ -2,13 +2,16 @@
 
 What a load balancer in front of several instances relies on: both migrate at once safely (the
 advisory lock runs on DATABASE_DIRECT_URL), a mixed workload spread over both has no failures, a
-retried idempotent POST that lands on the other instance replays the first answer, and If-Match
-races between instances have exactly one winner.
+retried idempotent POST that lands on the other instance replays the first answer, If-Match
+races between instances have exactly one winner, and an event committed through one instance
+reaches a stream held by the other within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import Counter
 
 import httpx
@@ -96,3 +99,22 @@ async def _workload(http: object, instances: list[ServerProcess]) -> None:
         current = await http.get(f"{b}/api/v1/tasks/{task['id']}", headers=user.headers)
         assert current.json()["title"] == winner["title"] and current.json()["version"] == task["version"] + 1
         assert all(r.headers["etag"] == f'"{task["version"] + 1}"' for r in answers if r.status_code == 412)
+
+    await _event_crosses_instances(http, a, b, user.headers)
+
+
+async def _event_crosses_instances(http: httpx.AsyncClient, a: str, b: str, headers: dict[str, str]) -> None:
+    """A stream on instance b sees a task created through instance a within a second (SPEC)."""
+    async with http.stream("GET", f"{b}/api/v1/events/stream", headers=headers) as stream:
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        created = await http.post(f"{a}/api/v1/tasks", json={"title": "seen elsewhere"}, headers=headers)
+        assert created.status_code == 201
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            async for line in lines:
+                if line.startswith("data:"):
+                    event = json.loads(line.removeprefix("data:"))
+                    if event["type"] == "task.created" and event["object"]["id"] == created.json()["id"]:
+                        break
+        assert time.monotonic() - started < 1.0
