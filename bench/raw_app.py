@@ -7,13 +7,20 @@ taskapi, so ``taskapi / raw`` shows what the ORM, the DTO layer and the service 
 
 - the same bearer-token check: PyJWT HS256 with TASKAPI_SECRET_KEY (``exp`` and ``sub`` required),
   then one lookup of the user's ``token_generation``; 401 with ``WWW-Authenticate: Bearer``;
-- owner scoping in every statement (another user's task is a 404);
+- access decided inside every statement, as SPEC "Collaboration" says: a task is seen by its
+  project's members, an inbox task by its owner (anyone else: 404); creating and changing need
+  editor+ in the project (a member below it: 403 naming the role). Lists merge the caller's
+  inbox and one LATERAL branch per membership, each reading ``limit + offset`` rows in the
+  list's order from its own index range; a ``project_id`` filter is one membership probe. Writes
+  name the caller as the event log's actor (``taskapi.actor``) in the same statement;
 - the same validation limits (title 1..500, description <= 20 000, status and priority enums,
   zoned datetimes, label_ids <= 100, limit 1..100, offset >= 0, unknown body fields refused);
 - the same shapes: the task object with ``labels`` sorted by name, offset pages with ``total``
   (exact up to 10 000 matches, null beyond; not counted when the page ends the list), keyset
   pages with ``next_cursor`` (the same signed cursor format, so one cursor works on both);
-- writes are one statement each (labels checked and linked in the same statement).
+- writes are one statement each (labels checked and linked in the same statement); changing a
+  task's project or parent checks editor+ in the new project and the cycle, but does not move
+  subtasks (the benchmark does not move tasks).
 
 It serves its own explicit list of task fields (``TaskOut``; the statements select exactly those
 columns), so a column added to taskapi changes nothing here: bench/run.py compares only the fields
@@ -71,6 +78,7 @@ class TaskOut(msgspec.Struct):
     """The task fields this app serves, in the order its statements select them."""
 
     id: int
+    created_by: int
     project_id: int | None
     parent_id: int | None
     title: str
@@ -84,6 +92,7 @@ class TaskOut(msgspec.Struct):
     created_at: dt.datetime
     updated_at: dt.datetime
     labels: msgspec.Raw  # already JSON, built by PostgreSQL
+    assignee_ids: list[int]
 
 
 class OffsetPage(msgspec.Struct):
@@ -128,8 +137,9 @@ COLUMN = {"project_id": "project", "parent_id": "parent"}
 # --------------------------------------------------------------------------------------------
 # SQL
 
-# Exactly TaskOut's columns, in its order (labels come last, from LABELS_OF_T / labels_of_ids).
-COLUMNS = ", ".join(f"t.{COLUMN.get(name, name)}" for name in TaskOut.__struct_fields__ if name != "labels")
+# Exactly TaskOut's columns, in its order (labels and assignees come last, built per row).
+EXTRA_FIELDS = ("labels", "assignee_ids")
+COLUMNS = ", ".join(f"t.{COLUMN.get(name, name)}" for name in TaskOut.__struct_fields__ if name not in EXTRA_FIELDS)
 LABELS_OF_T = (
     "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
     " ORDER BY l.name, l.id) FROM task_label tl JOIN label l ON l.id = tl.label WHERE tl.task = t.id),"
@@ -137,31 +147,65 @@ LABELS_OF_T = (
 )
 
 
-def labels_of_ids(ids: str, owner: str) -> str:
+ASSIGNEES_OF_T = "ARRAY(SELECT a.assignee FROM task_assignee a WHERE a.task = t.id ORDER BY a.assignee)"
+EXTRAS_OF_T = f"{LABELS_OF_T}, {ASSIGNEES_OF_T}"
+WRITERS = "('editor', 'admin', 'owner')"
+
+
+def visible(user: str) -> str:
+    """The task ``t`` is ``user``'s inbox task or in a project they are a member of (one probe)."""
     return (
-        "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
-        f" ORDER BY l.name, l.id) FROM label l WHERE l.id = ANY({ids}) AND l.owner = {owner}), '[]'::json)"
+        f"((t.project IS NULL AND t.owner = {user})"
+        f" OR EXISTS (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = {user}))"
     )
 
 
-GET_ONE = f"SELECT {COLUMNS}, {LABELS_OF_T} FROM task t WHERE t.id = $1 AND t.owner = $2"
-TOKEN_GENERATION = "SELECT token_generation FROM app_user WHERE id = $1"
+def editable(user: str) -> str:
+    """``visible`` with editor+ in the project; names ``user`` as the event log's actor."""
+    return (
+        f"((t.project IS NULL AND t.owner = {user}) OR EXISTS (SELECT 1 FROM project_member m"
+        f" WHERE m.project = t.project AND m.member = {user} AND m.role IN {WRITERS}))"
+        f" AND set_config('taskapi.actor', {user}::text, true) IS NOT NULL"
+    )
 
-# One statement: check every label is the user's, insert the task (only if so), link the labels.
+
+def labels_of_ids(ids: str) -> str:
+    """The labels of ``ids`` (already checked by the statement) as the task shows them."""
+    return (
+        "COALESCE((SELECT json_agg(json_build_object('id', l.id, 'name', l.name, 'color', l.color)"
+        f" ORDER BY l.name, l.id) FROM label l WHERE l.id = ANY({ids})), '[]'::json)"
+    )
+
+
+GET_ONE = f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM task t WHERE t.id = $1 AND {visible('$2')}"
+TOKEN_GENERATION = "SELECT token_generation FROM app_user WHERE id = $1"
+ROLE = "SELECT role FROM project_member WHERE project = $1 AND member = $2"
+# A task the user can see: its version, project and the user's role there (after a failed write).
+SEEN = (
+    "SELECT t.version, t.project, (SELECT m.role FROM project_member m WHERE m.project = t.project"
+    f" AND m.member = $2) AS role FROM task t WHERE t.id = $1 AND {visible('$2')}"
+)
+
+# One statement: every label is the user's, the project one they may edit (or none), the parent
+# one they can see in the same project; insert the task only if so and link the labels.
 CREATE = f"""
 WITH ok AS (
-    SELECT (SELECT count(*) FROM label WHERE owner = $1 AND id = ANY($10::int[])) = cardinality($10::int[]) AS labels_ok
+    SELECT (SELECT count(*) FROM label WHERE owner = $1 AND id = ANY($10::int[])) = cardinality($10::int[])
+       AND ($2::int IS NULL OR EXISTS (SELECT 1 FROM project_member m
+                                       WHERE m.project = $2 AND m.member = $1 AND m.role IN {WRITERS}))
+       AND ($3::int IS NULL OR EXISTS (SELECT 1 FROM task p WHERE p.id = $3 AND p.project IS NOT DISTINCT FROM $2::int
+                                       AND (p.project IS NOT NULL OR p.owner = $1))) AS allowed
 ), t AS (
     INSERT INTO task (owner, created_by, project, parent, title, description, status, priority, due_at, completed_at,
                       position)
     SELECT $1, $1, $2::int, $3::int, $4::varchar, $5::varchar, $6::varchar, $7::int, $8::timestamptz,
            CASE WHEN $6::varchar = 'done' THEN now() END, $9::int
-    FROM ok WHERE ok.labels_ok
+    FROM ok WHERE ok.allowed
     RETURNING *
 ), links AS (
     INSERT INTO task_label (task, label) SELECT t.id, x FROM t, unnest($10::int[]) x
 )
-SELECT {COLUMNS}, {labels_of_ids("$10::int[]", "$1")} FROM t
+SELECT {COLUMNS}, {labels_of_ids("$10::int[]")}, '{{}}'::int[] FROM t
 """
 
 SORTABLE = ("created_at", "updated_at", "due_at", "priority", "title", "position", "id")
@@ -169,10 +213,9 @@ EXACT_TOTAL_MAX = 10_000  # SPEC "Lists at scale": total is exact up to here, nu
 SORT_TYPES: dict[str, type] = {"created_at": dt.datetime, "updated_at": dt.datetime, "due_at": dt.datetime}
 NULLS_LAST = {"due_at"}
 FK_FIELDS = {
-    "task_project_same_owner": "project_id",
     "task_project_fkey": "project_id",
-    "task_parent_same_owner": "parent_id",
     "task_parent_fkey": "parent_id",
+    "task_parent_same_project": "parent_id",
 }
 
 
@@ -216,6 +259,20 @@ def field_error(request: Request, exc: FieldError) -> Response:
     title = {400: "Bad Request", 404: "Not Found", 412: "Precondition Failed", 422: "Unprocessable Content"}
     errors = [{"field": exc.field, "message": exc.message}]
     return problem(exc.status, title.get(exc.status, "Error"), f"{exc.field}: {exc.message}", errors)
+
+
+class Forbidden(Exception):
+    """A member whose role is below the one the action needs."""
+
+    def __init__(self, project: int, role: str) -> None:
+        super().__init__(role)
+        self.project, self.role = project, role
+
+
+def forbidden(request: Request, exc: Forbidden) -> Response:
+    detail = f"This needs the editor role in project {exc.project}; you are {exc.role}"
+    body = {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": detail, "required_role": "editor"}
+    return Response(msgspec.json.encode(body), status_code=403, media_type="application/problem+json")
 
 
 async def provide_user_id(request: Request) -> int:
@@ -393,18 +450,15 @@ async def list_tasks(
 ) -> Response:
     keys = parse_sort(sort)
     args: list[Any] = [user_id]
-    where = ["t.owner = $1"]
-    if project_id is not None:
-        args.append(project_id)
-        where.append(f"t.project = ${len(args)}")
+    where: list[str] = []
     if status:
-        args.append(list(dict.fromkeys(status)))
+        args.append(sorted(set(status)))
         where.append(f"t.status = ANY(${len(args)}::varchar[])")
     if priority:
-        args.append(list(dict.fromkeys(priority)))
+        args.append(sorted(set(priority)))
         where.append(f"t.priority = ANY(${len(args)}::int[])")
     if label_id:
-        args.append(list(dict.fromkeys(label_id)))
+        args.append(sorted(set(label_id)))
         where.append(f"t.id IN (SELECT task FROM task_label WHERE label = ANY(${len(args)}::int[]))")
     if due_before is not None:
         args.append(due_before)
@@ -412,27 +466,67 @@ async def list_tasks(
     if due_after is not None:
         args.append(due_after)
         where.append(f"t.due_at > ${len(args)}")
-    order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in order_terms(keys))
     keyset = paginate == "cursor" or cursor is not None
+    scope_ = ""
+    if keyset:
+        filters = {
+            "project_id": project_id, "status": sorted(set(status or [])), "priority": sorted(set(priority or [])),
+            "label_id": sorted(set(label_id or [])), "due_before": due_before, "due_after": due_after,
+        }  # fmt: skip
+        scope_ = scope(user_id, filters)
+        if cursor is not None:
+            where.append(after_clause(keys, decode_cursor(cursor, keys, scope_), args))
+    order = ", ".join(f"{e} {'DESC' if d else 'ASC'}" for e, d in order_terms(keys))
+    # The tasks the user can see, as scopes each read in the list's order from its own index range.
+    if project_id is not None:
+        args.append(project_id)
+        p = f"${len(args)}"
+        # Not correlated with t: one membership probe for the whole statement.
+        access = f"t.project = {p} AND EXISTS (SELECT 1 FROM project_member m WHERE m.project = {p} AND m.member = $1)"
+        scopes = [(access, False)]
+    else:
+        scopes = [("t.project IS NULL AND t.owner = $1", False), ("t.project = m.project", True)]
+        # Counting needs no order: one scan of the user's inbox and projects (as one array).
+        access = (
+            "((t.project IS NULL AND t.owner = $1)"
+            " OR t.project = ANY(ARRAY(SELECT m.project FROM project_member m WHERE m.member = $1)))"
+        )
+
+    def union(cols: str, n: str) -> str:
+        """Each scope's first ``n`` rows in the list's order, as one UNION ALL."""
+        parts = []
+        for condition, per_project in scopes:
+            branch = f"SELECT {cols} FROM task t WHERE {' AND '.join([condition, *where])} ORDER BY {order} LIMIT {n}"
+            if per_project:
+                branch = f"SELECT x.* FROM project_member m CROSS JOIN LATERAL ({branch}) x WHERE m.member = $1"
+            parts.append(f"({branch})")
+        return " UNION ALL ".join(parts)
+
+    def merged(cols: str, n: str, tail: str) -> str:
+        return f"SELECT {cols.replace('t.', '')} FROM ({union(cols, n)}) t ORDER BY {order} {tail}"
+
     if not keyset:
         filter_args = list(args)
-        args += [limit, offset]
-        # Labels only for the page's rows: OFFSET would otherwise evaluate them for every skipped row.
-        sql = (
-            f"SELECT {COLUMNS}, {LABELS_OF_T} FROM (SELECT * FROM task t WHERE {' AND '.join(where)}"
-            f" ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}) t ORDER BY {order}"
-        )
+        args += [limit, offset, limit + offset]
+        n_limit, n_offset, window = (f"${len(args) - i}" for i in (2, 1, 0))
+        if offset:
+            # Past the first page the skipped rows are bare ids and sort keys, then the page by id.
+            sort_columns = ", ".join(dict.fromkeys(["t.id", *(f"t.{name}" for name, _ in keys)]))
+            page = merged(sort_columns, window, f"LIMIT {n_limit} OFFSET {n_offset}")
+            ids = f"SELECT id FROM ({page}) p"
+            sql = f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM task t WHERE t.id IN ({ids}) ORDER BY {order}"
+        else:
+            page = merged("t.*", window, f"LIMIT {n_limit} OFFSET {n_offset}")
+            sql = f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM ({page}) t ORDER BY {order}"
         async with db().acquire() as conn:
             rows = await conn.fetch(sql, *args)
             if len(rows) < limit and (rows or offset == 0):
                 total = offset + len(rows)  # this page ends the list: nothing left to count
             else:
                 filter_args.append(EXACT_TOTAL_MAX + 1)
-                total = await conn.fetchval(
-                    f"SELECT count(*) FROM (SELECT 1 FROM task t WHERE {' AND '.join(where)}"
-                    f" LIMIT ${len(filter_args)}) n",
-                    *filter_args,
-                )
+                cap = f"${len(filter_args)}"
+                matches = f"SELECT 1 FROM task t WHERE {' AND '.join([access, *where])} LIMIT {cap}"
+                total = await conn.fetchval(f"SELECT count(*) FROM ({matches}) n", *filter_args)
         return json_response(
             OffsetPage(
                 items=[task_out(r) for r in rows],
@@ -441,17 +535,9 @@ async def list_tasks(
                 offset=offset,
             )
         )
-    filters = {
-        "project_id": project_id, "inbox": None, "parent_id": None, "status": status or [],
-        "priority": priority or [], "label_id": label_id or [], "due_before": due_before,
-        "due_after": due_after, "overdue": None, "q": None, "words": [],
-    }  # fmt: skip
-    scope_ = scope(user_id, filters)
-    if cursor is not None:
-        where.append(after_clause(keys, decode_cursor(cursor, keys, scope_), args))
     args.append(limit + 1)
-    sql = f"SELECT {COLUMNS}, {LABELS_OF_T} FROM task t WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args)}"
-    rows = await db().fetch(sql, *args)
+    page = merged("t.*", f"${len(args)}", f"LIMIT ${len(args)}")
+    rows = await db().fetch(f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM ({page}) t ORDER BY {order}", *args)
     items = [task_out(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit and items:
@@ -473,9 +559,24 @@ def fk_error(exc: asyncpg.ForeignKeyViolationError) -> FieldError:
     return FieldError(422, field, "does not exist")
 
 
-async def missing_labels(conn: asyncpg.Connection, user_id: int, label_ids: list[int]) -> list[int]:
-    found = await conn.fetch("SELECT id FROM label WHERE owner = $1 AND id = ANY($2::int[])", user_id, label_ids)
+async def missing_labels(conn: asyncpg.Connection, user_id: int, label_ids: list[int], task_id: int = 0) -> list[int]:
+    found = await conn.fetch(
+        "SELECT id FROM label l WHERE id = ANY($2::int[])"
+        " AND (owner = $1 OR EXISTS (SELECT 1 FROM task_label k WHERE k.task = $3 AND k.label = l.id))",
+        user_id,
+        label_ids,
+        task_id,
+    )
     return sorted(set(label_ids) - {r[0] for r in found})
+
+
+async def why_not_project(conn: asyncpg.Connection, user_id: int, project_id: int) -> None:
+    """422 when the user cannot see the project, 403 when they may not add tasks to it."""
+    role = await conn.fetchval(ROLE, project_id, user_id)
+    if role is None:
+        raise FieldError(422, "project_id", f"project {project_id} does not exist")
+    if role not in {"editor", "admin", "owner"}:
+        raise Forbidden(project_id, role)
 
 
 @post("/api/v1/tasks", status_code=201)
@@ -491,6 +592,10 @@ async def create_task(user_id: int, data: TaskCreate) -> Response:
         except asyncpg.ForeignKeyViolationError as exc:
             raise fk_error(exc) from None
         if row is None:
+            if data.project_id is not None:
+                await why_not_project(conn, user_id, data.project_id)
+            if data.parent_id is not None:
+                raise FieldError(422, "parent_id", "a visible task in the same project expected")
             raise FieldError(422, "label_ids", f"labels {await missing_labels(conn, user_id, label_ids)} do not exist")
     return json_response(task_out(row), 201, {"Location": f"/api/v1/tasks/{row['id']}", "ETag": f'"{row["version"]}"'})
 
@@ -504,6 +609,7 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
         return f"${len(args)}"
 
     sets: list[str] = []
+    condition = f"t.id = $1 AND {editable('$2')}"
     for name in data.__struct_fields__:
         value = getattr(data, name)
         if value is UNSET or name == "label_ids":
@@ -513,8 +619,14 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
             sets.append(
                 f"completed_at = CASE WHEN ${len(args)}::varchar = 'done' THEN COALESCE(completed_at, now()) END"
             )
+        if name == "project_id" and value is None:
+            sets.append("owner = $2")  # a task moved to the inbox lands in the mover's
+        elif name == "project_id":
+            condition += (
+                f" AND EXISTS (SELECT 1 FROM project_member m WHERE m.project = ${len(args)} AND m.member = $2"
+                f" AND m.role IN {WRITERS})"
+            )
     sets += ["version = t.version + 1", "updated_at = now()"]
-    condition = "t.id = $1 AND t.owner = $2"
     if if_match is not None and if_match.strip() != "*":
         digits = if_match.strip().removeprefix("W/").strip('"')
         if not digits.isdigit():
@@ -522,12 +634,14 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
         condition += f" AND t.version = {param(int(digits))}"
     label_ids = None if data.label_ids is UNSET else list(dict.fromkeys(data.label_ids))
     if label_ids is None:
-        sql = f"UPDATE task t SET {', '.join(sets)} WHERE {condition} RETURNING {COLUMNS}, {LABELS_OF_T}"
+        sql = f"UPDATE task t SET {', '.join(sets)} WHERE {condition} RETURNING {COLUMNS}, {EXTRAS_OF_T}"
     else:
+        # The user's own labels, and labels already on the task (attached by another member).
         labels = param(label_ids) + "::int[]"
         sql = f"""
         WITH ok AS (
-            SELECT (SELECT count(*) FROM label WHERE owner = $2 AND id = ANY({labels}))
+            SELECT (SELECT count(*) FROM label l WHERE l.id = ANY({labels}) AND (l.owner = $2
+                    OR EXISTS (SELECT 1 FROM task_label k WHERE k.task = $1 AND k.label = l.id)))
                    = cardinality({labels}) AS labels_ok
         ), t AS (
             UPDATE task t SET {", ".join(sets)} FROM ok WHERE ok.labels_ok AND {condition} RETURNING t.*
@@ -536,22 +650,21 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
         ), link AS (
             INSERT INTO task_label (task, label) SELECT t.id, x FROM t, unnest({labels}) x ON CONFLICT DO NOTHING
         )
-        SELECT {COLUMNS}, {labels_of_ids(labels, "$2")} FROM t
+        SELECT {COLUMNS}, {labels_of_ids(labels)}, {ASSIGNEES_OF_T} FROM t
         """
     async with db().acquire() as conn:
         try:
             if isinstance(data.parent_id, int):
-                # Re-parenting: serialise per user and refuse cycles, as taskapi does.
+                # Re-parenting: serialised and refused when it would close a cycle, as taskapi does.
                 if data.parent_id == task_id:
                     raise FieldError(422, "parent_id", "a task cannot be its own parent")
                 async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-tree', $1))", user_id)
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-tree', 0))")
                     cycle = await conn.fetchval(
-                        "WITH RECURSIVE a(id, parent) AS (SELECT id, parent FROM task WHERE id = $1 AND owner = $2"
+                        "WITH RECURSIVE a(id, parent) AS (SELECT id, parent FROM task WHERE id = $1"
                         " UNION SELECT t.id, t.parent FROM task t JOIN a ON t.id = a.parent)"
-                        " SELECT 1 FROM a WHERE id = $3 LIMIT 1",
+                        " SELECT 1 FROM a WHERE id = $2 LIMIT 1",
                         data.parent_id,
-                        user_id,
                         task_id,
                     )
                     if cycle:
@@ -562,12 +675,16 @@ async def update_task(user_id: int, task_id: TaskId, data: TaskPatch, if_match: 
         except asyncpg.ForeignKeyViolationError as exc:
             raise fk_error(exc) from None
         if row is None:
-            version = await conn.fetchval("SELECT version FROM task WHERE id = $1 AND owner = $2", task_id, user_id)
-            if version is None:
+            seen = await conn.fetchrow(SEEN, task_id, user_id)
+            if seen is None:
                 raise FieldError(404, "task_id", f"Task {task_id} does not exist")
-            if label_ids and (missing := await missing_labels(conn, user_id, label_ids)):
+            if seen["project"] is not None and seen["role"] not in {"editor", "admin", "owner"}:
+                raise Forbidden(seen["project"], seen["role"])
+            if isinstance(data.project_id, int):
+                await why_not_project(conn, user_id, data.project_id)
+            if label_ids and (missing := await missing_labels(conn, user_id, label_ids, task_id)):
                 raise FieldError(422, "label_ids", f"labels {missing} do not exist")
-            raise FieldError(412, "If-Match", f"Task has changed: its current version is {version}")
+            raise FieldError(412, "If-Match", f"Task has changed: its current version is {seen['version']}")
     return json_response(task_out(row), headers={"ETag": f'"{row["version"]}"'})
 
 
@@ -619,7 +736,7 @@ app = Litestar(
     route_handlers=[list_tasks, get_task, create_task, update_task, health],
     dependencies={"user_id": Provide(provide_user_id)},
     before_request=require_json_body,
-    exception_handlers={HTTPException: http_error, FieldError: field_error},
+    exception_handlers={HTTPException: http_error, FieldError: field_error, Forbidden: forbidden},
     lifespan=[lifespan],
     openapi_config=None,
     request_max_body_size=1024 * 1024,
