@@ -24,6 +24,11 @@ DATABASE_URL = _stack.enter_context(fresh_database(_ADMIN_URL))
 os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["TASKAPI_ENV"] = "test"
 os.environ.setdefault("PICCOLO_CONF", "piccolo_conf")
+# One process serves every API test, and user ids restart at 1 after each test's truncation, so
+# the limiter's in-process leases would count one "user 1" across tests. tests/api/test_limits.py
+# and tests/test_rate_limit_processes.py set the limits they test.
+os.environ.setdefault("TASKAPI_RATE_LIMIT_USER", "1000000000/60")
+os.environ.setdefault("TASKAPI_RATE_LIMIT_PUBLIC", "1000000000/60")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

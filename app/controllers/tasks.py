@@ -119,7 +119,7 @@ class TaskController(Controller):
             return FlexPage(items=page.items, limit=limit, next_cursor=page.next_cursor)
         return FlexPage(items=page.items, limit=limit, total=page.total, offset=offset)
 
-    @post("/", dto=TaskCreateDTO, responses=problem_responses(403, 422))
+    @post("/", dto=TaskCreateDTO, responses=problem_responses(403, 409, 422))
     async def create_task(
         self,
         request: UserRequest,
@@ -138,7 +138,7 @@ class TaskController(Controller):
         task = await tasks.get_task(request.user.id, task_id)
         return with_etag(task, task.version)
 
-    @patch("/{task_id:int}", dto=TaskPatchDTO, responses=problem_responses(403, 422))
+    @patch("/{task_id:int}", dto=TaskPatchDTO, responses=problem_responses(403, 409, 422))
     async def update_task(
         self, request: UserRequest, task_id: ObjectId, data: JSONBody[DTOData[Task]], if_match: IfMatch = None
     ) -> Response[Task]:
@@ -148,7 +148,7 @@ class TaskController(Controller):
         )
         return with_etag(task, task.version)
 
-    @delete("/{task_id:int}", responses=problem_responses(403))
+    @delete("/{task_id:int}", responses=problem_responses(403, 409))
     async def delete_task(self, request: UserRequest, task_id: ObjectId, if_match: IfMatch = None) -> None:
         """Delete a task with its subtasks and comments. Honours If-Match."""
         await tasks.delete_task(request.user.id, task_id, expected_version=expected_version(if_match))
@@ -172,7 +172,7 @@ class TaskController(Controller):
         mark_replayed(request, replayed)
         return Items(items=items)
 
-    @patch("/bulk", dto=None, responses=problem_responses(403, 404, 422))
+    @patch("/bulk", dto=None, responses=problem_responses(403, 404, 409, 422))
     async def update_tasks(self, request: UserRequest, data: JSONBody[TaskBulkPatch]) -> Items[Task]:
         """Apply one partial change to up to 100 tasks, all or nothing; a foreign id gives 404."""
         if bad := _non_integer_ids(await request.body()):

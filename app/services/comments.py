@@ -127,8 +127,10 @@ async def update_comment(
     """Only the author edits a comment (and only while they can see its task)."""
     if changes:
         statement = _update_statement(tuple(changes), expected_version is not None)
-        if await statement.fetch(**changes, id=comment_id, user=user_id, now=utcnow(), version=expected_version):
-            return await get_comment(user_id, comment_id)
+        # One transaction: an edit whose answer cannot be read back (access lost meanwhile) is undone.
+        async with transaction():
+            if await statement.fetch(**changes, id=comment_id, user=user_id, now=utcnow(), version=expected_version):
+                return await get_comment(user_id, comment_id)
     comment = await get_comment(user_id, comment_id)  # why nothing was written: 404, 403 or 412
     if comment.owner != user_id:
         raise NotAuthorError(comment_id)

@@ -252,7 +252,8 @@ ASSIGN = Statement(
     QueryString(
         "WITH allowed AS (SELECT u.id FROM task t, unnest({}::integer[]) u(id) WHERE t.id = {}"
         " AND ((t.project IS NULL AND u.id = t.owner) OR EXISTS (SELECT 1 FROM project_member m"
-        " WHERE m.project = t.project AND m.member = u.id))),"
+        # The lock holds a concurrent removal until this commits, so its unassigning sees this.
+        " WHERE m.project = t.project AND m.member = u.id FOR KEY SHARE))),"
         " assigned AS (INSERT INTO task_assignee (task, assignee) SELECT {}, id FROM allowed ON CONFLICT DO NOTHING)"
         " SELECT id FROM allowed",
         Param("assignee_ids"),
@@ -281,7 +282,9 @@ UNASSIGN_OUTSIDERS = Statement(
     QueryString(
         "DELETE FROM task_assignee a USING task t WHERE a.task = t.id AND t.id = ANY({}::integer[])"
         " AND NOT ((t.project IS NULL AND a.assignee = t.owner)"
-        " OR EXISTS (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = a.assignee))",
+        # Locked as in ASSIGN: a removal committing beside this then sees the assignments it keeps.
+        " OR EXISTS (SELECT 1 FROM project_member m WHERE m.project = t.project AND m.member = a.assignee"
+        " FOR KEY SHARE))",
         Param("ids"),
     )
 )

@@ -24,7 +24,14 @@ from piccolo.custom_types import Combinable
 from piccolo.query import SelectRaw
 from piccolo.querystring import QueryString
 
-from app.errors import BadParameterError, ForbiddenError, InvalidFieldError, NotFoundError, PreconditionFailedError
+from app.errors import (
+    BadParameterError,
+    ConflictError,
+    ForbiddenError,
+    InvalidFieldError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from app.services import access, sql
 from app.services.common import from_row, utcnow
 from app.services.idempotency import Idempotency, run_once
@@ -197,7 +204,9 @@ def _page_statement(shape: Shape, keys: tuple[Sort, ...], kind: str, nulls: tupl
 
 @lru_cache(maxsize=512)
 def _count_statement(shape: Shape) -> Statement:
-    where = _and(access.listed_tasks(), _filters(shape))
+    # One project: the membership probe, so the project's index ranges serve the count alone.
+    visible = access.member_of(Task.project) if "project_id" in dict(shape[0]) else access.listed_tasks()
+    where = _and(visible, _filters(shape))
     return Statement(sql.capped_count(querystring(Task.select(Task.id).where(where))))
 
 
@@ -289,7 +298,8 @@ def _task(record: Any) -> Task:
 
 async def _why_not(user_id: int, task_ids: list[int], least: ProjectRole, *, stale: bool = True) -> None:
     """After a write matched fewer tasks than asked: 404 for the first the user cannot see, 403
-    when their role is below ``least``, else 412 (the version moved)."""
+    when their role is below ``least``, else 412 (the version moved; ``stale``) or 409 (their
+    access changed between the write and this read: nothing was written, a retry may pass)."""
     seen = {r["id"]: r for r in await SEEN.fetch(ids=task_ids, user=user_id)}
     for task_id in task_ids:
         row = seen.get(task_id)
@@ -299,6 +309,7 @@ async def _why_not(user_id: int, task_ids: list[int], least: ProjectRole, *, sta
             raise ForbiddenError("Project", row["project"], least.value, row["role"])
     if stale:
         raise PreconditionFailedError("Task", seen[task_ids[0]]["version"])
+    raise ConflictError("Access to the task changed while this request ran; nothing was written; retry")
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,8 +465,9 @@ async def _why_not_created(user_id: int, values: dict[str, Any], index: int | No
             raise _invalid("parent_id", f"parent {parent} does not exist", index)
         raise _invalid("parent_id", "a subtask lives in its parent's project", index)
     found = await OWN_LABELS.fetch(user=user_id, ids=values["label_ids"])
-    missing = sorted(set(values["label_ids"]) - {r["id"] for r in found})
-    raise _invalid("label_ids", f"labels {missing} do not exist", index)
+    if missing := sorted(set(values["label_ids"]) - {r["id"] for r in found}):
+        raise _invalid("label_ids", f"labels {missing} do not exist", index)
+    raise ConflictError("Access to the project changed while this request ran; nothing was written; retry")
 
 
 def _snapshot(tasks: list[Task]) -> list[dict[str, Any]]:
@@ -571,10 +583,11 @@ async def _change_tree(user_id: int, task_ids: list[int], changes: dict[str, Any
     await sql.DEFER_SUBTREE_CHECK.fetch()
     await _lock_tree()
     if (parent := changes.get("parent")) is not None:
-        for task_id in task_ids:
-            await _check_no_cycle(task_id, parent)
+        # Visibility first: the cycle walk must not tell the shape of a tree the user cannot see.
         if await PARENT.fetch_one(id=parent, user=user_id) is None:
             raise InvalidFieldError("parent_id", f"parent {parent} does not exist")
+        for task_id in task_ids:
+            await _check_no_cycle(task_id, parent)
     if (project := changes.get("project")) is not None:
         await _check_project(user_id, project)
 
@@ -600,7 +613,7 @@ async def _update_one(user_id: int, task_id: int, fields: dict[str, Any], expect
     except asyncpg.ForeignKeyViolationError as exc:
         raise _fk_error(exc, fields, None) from None
     if not rows:
-        await _why_not(user_id, [task_id], access.EDIT)
+        await _why_not(user_id, [task_id], access.EDIT, stale=expected_version is not None)
     return _task(rows[0])
 
 
@@ -626,6 +639,9 @@ async def update_tasks(user_id: int, ids: list[int], changes: dict[str, Any]) ->
         except asyncpg.ForeignKeyViolationError as exc:
             raise _fk_error(exc, changes, None) from None
         by_id = {r["id"]: r for r in await GET_TASKS.fetch(ids=wanted, user=user_id)}
+        if unseen := [i for i in wanted if i not in by_id]:
+            # Access lost while this ran (a committed removal): the change is undone, as a 404 says.
+            raise NotFoundError("Task", unseen[0])
     return [_task(by_id[i]) for i in wanted]
 
 
@@ -633,4 +649,4 @@ async def delete_task(user_id: int, task_id: int, *, expected_version: int | Non
     """Delete a task; its subtasks and comments go with it (ON DELETE CASCADE)."""
     checked = expected_version is not None
     if not await DELETE[checked].fetch(id=task_id, user=user_id, version=expected_version):
-        await _why_not(user_id, [task_id], access.EDIT)
+        await _why_not(user_id, [task_id], access.EDIT, stale=checked)
