@@ -121,14 +121,20 @@ async def test_every_operation_conforms_to_the_published_schema(client, register
                 transport_kwargs = case.as_transport_kwargs(base_url=BASE_URL, headers=user.headers)
                 try:
                     request = _httpx_kwargs(transport_kwargs)
+                    if operation.path.endswith("/stream"):
+                        # An endless body, which the in-process transport would wait for: HEAD
+                        # checks the same parameters and answers with the stream's status and
+                        # headers (tests/test_event_stream.py reads the stream itself).
+                        request["method"] = "HEAD"
                     response = await client.request(**request)
                 except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeEncodeError):
                     continue  # not a request HTTP can carry (e.g. a header with a newline)
                 sent[operation.label] += 1
                 statuses[response.status_code] += 1
+                checks = CHECKS if request["method"] != "HEAD" else [not_a_server_error, status_code_conformance]
                 try:
                     case.validate_response(
-                        response, checks=CHECKS, headers=user.headers, transport_kwargs=transport_kwargs
+                        response, checks=checks, headers=user.headers, transport_kwargs=transport_kwargs
                     )
                 except (Exception, BaseExceptionGroup) as exc:  # schemathesis's FailureGroup is the latter
                     key = f"{operation.label} -> {response.status_code} ({type(exc).__name__})"
