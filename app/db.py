@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
+import msgspec
 from litestar.enums import ScopeType
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -266,18 +267,15 @@ class TaskapiEngine(PostgresEngine):
         rows = await self._run_in_pool(sql, args)
         return rows
 
-    async def fetch_many(self, *statements: tuple[str, Sequence[Any]]) -> list[list[asyncpg.Record]]:
-        """Run fixed statements in order on one connection (the transaction's, or one pool acquire)."""
+    async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, read_only: bool = False) -> T:
+        """``work`` on one connection: the current transaction's, or one pool acquire (a replica's
+        for a read the request may take from one; on its failure ``work`` runs again on the primary)."""
         transaction = self.current_transaction.get()
         if transaction is not None:
-            return [await transaction.connection.fetch(sql, *args) for sql, args in statements]
-
-        async def run(connection: asyncpg.Connection) -> list[list[asyncpg.Record]]:
-            return [await connection.fetch(sql, *args) for sql, args in statements]
-
-        if self.replicas and all(is_read_only(sql) for sql, _ in statements):
-            return await self._read(run)
-        return await self._on_primary(run)
+            return await work(transaction.connection)
+        if read_only and self.replicas:
+            return await self._read(work)
+        return await self._on_primary(work)
 
     async def acquire(self) -> asyncpg.Connection:
         """A pool connection, waited for at most ``acquire_timeout`` (then TimeoutError: a 503).
@@ -434,6 +432,7 @@ async def start_pool(settings: Settings) -> None:
         "max_size": settings.pool_max_size,
         "max_inactive_connection_lifetime": 60.0,
         "reset": keep_session,
+        "init": json_as_raw,
     }
     try:
         await engine.start_connection_pool(min_size=settings.pool_min_size, **options)
@@ -447,6 +446,12 @@ async def start_pool(settings: Settings) -> None:
         replica.pool = await asyncpg.create_pool(**engine_config(settings, dsn=url), min_size=0, **options)
         replicas.append(replica)
     engine.replicas = replicas
+
+
+async def json_as_raw(connection: asyncpg.Connection) -> None:
+    """``json`` values (built by PostgreSQL for an answer, such as a task's labels) arrive as
+    ``msgspec.Raw`` and are encoded into the answer as they are; the tables' own columns are jsonb."""
+    await connection.set_type_codec("json", schema="pg_catalog", encoder=str, decoder=msgspec.Raw, format="text")
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:

@@ -401,16 +401,20 @@ class PiccoloDTO(StrictDTO[T], Generic[T]):
         return BodyData(struct_changes(body))
 
     def data_to_encodable_type(self, data: Any) -> Any:
-        """A row, a list of rows, or a Response / page / items wrapper holding them, as answer structs."""
+        """A row, a list of rows, or a Response / page / items wrapper holding them, as answer structs.
+
+        A row is a table instance, or a statement's row keyed by column (an asyncpg Record)."""
         answer, values = self.answer, self.answer_values
         if isinstance(data, Table):
             return answer(*values(data.__dict__))
         if isinstance(data, Response):
             data.content = self.data_to_encodable_type(data.content)
             return data
+        rows = data if isinstance(data, list) else data.items  # Page, FlexPage, Items
+        encodable = [answer(*values(row.__dict__ if isinstance(row, Table) else row)) for row in rows]
         if isinstance(data, list):
-            return [answer(*values(row.__dict__)) for row in data]
-        data.items = [answer(*values(row.__dict__)) for row in data.items]  # Page, FlexPage, Items
+            return encodable
+        data.items = encodable
         return data
 
 

@@ -2,12 +2,14 @@
 
     uv run python bench/inprocess.py                      # GET one task, 7 rounds of 2000 requests
     uv run python bench/inprocess.py --path '/api/v1/tasks?limit=50&paginate=cursor' --requests 500
+    uv run python bench/inprocess.py --method POST --path /api/v1/tasks --body '{"title": "t", "project_id": {project}}'
 
-Both ASGI apps are started in this process (their lifespans, pools and all) and called directly
-with a GET scope, alternating the order every round; each round's process CPU time is divided by
-its requests. PostgreSQL's own time is not in it, and neither is uvicorn's, so the numbers are
-lower than bench/run.py's server CPU column, but two versions of the code can be compared to a few
-per cent on a noisy machine: the ratio raw / taskapi is what to read. This is how the changes
+Both ASGI apps are started in this process (their lifespans, pools and all) and called directly with
+a request scope (GET, or a write with a JSON body; tasks it creates are deleted afterwards),
+alternating the order every round; each round's process CPU time is divided by its requests.
+PostgreSQL's own time is not in it, and neither is uvicorn's, so the numbers are lower than
+bench/run.py's server CPU column, but two versions of the code can be compared to a few per cent on
+a noisy machine: the ratio raw / taskapi is what to read. This is how the changes
 README "Performance" credits to in-process measurement were measured.
 """
 
@@ -34,31 +36,34 @@ from bench.seed import BENCH_RATE_LIMIT, BenchData, ensure_seeded  # noqa: E402
 Scope = dict[str, Any]
 
 
-def get_scope(path: str, token: bytes) -> Scope:
+def get_scope(path: str, token: bytes, method: str = "GET", body: bytes = b"") -> Scope:
     path, _, query = path.partition("?")
+    headers = [(b"host", b"localhost"), (b"authorization", b"Bearer " + token)]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": query.encode(),
         "root_path": "",
-        "headers": [(b"host", b"localhost"), (b"authorization", b"Bearer " + token)],
+        "headers": headers,
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
         "state": {},
     }
 
 
-async def call(app: Any, scope: Scope) -> int:
+async def call(app: Any, scope: Scope, body: bytes = b"") -> int:
     """One request through the whole ASGI app; the response status."""
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -100,34 +105,42 @@ async def main(args: argparse.Namespace, data: BenchData) -> None:
 
     rnd = random.Random(1)
 
+    body = args.body.replace("{project}", str(data.project_ids[0])).encode()
+
     def scope() -> Scope:
-        return get_scope(args.path.replace("{id}", str(rnd.randint(1, data.max_task_id))), token)
+        return get_scope(args.path.replace("{id}", str(rnd.randint(1, data.max_task_id))), token, args.method, body)
 
     for name, app in apps.items():  # warm-up: prepared statements, DTO code, pools
         for _ in range(200):
-            status = await call(app, scope())
-            if status != 200:
-                raise RuntimeError(f"{name} answered {status} to {args.path}")
+            status = await call(app, scope(), body)
+            if status not in (200, 201):
+                raise RuntimeError(f"{name} answered {status} to {args.method} {args.path}")
     cpu: dict[str, list[float]] = {name: [] for name in apps}
     for round_no in range(args.rounds):
         order = list(apps.items()) if round_no % 2 == 0 else list(reversed(apps.items()))
         for name, app in order:
             started = time.process_time()
             for _ in range(args.requests):
-                await call(app, scope())
+                await call(app, scope(), body)
             cpu[name].append((time.process_time() - started) / args.requests * 1e6)
     ratios = [raw / ours for raw, ours in zip(cpu["raw"], cpu["taskapi"], strict=True)]
-    print(f"GET {args.path}: {args.rounds} rounds of {args.requests} requests, {args.rows:,} tasks")
+    print(f"{args.method} {args.path}: {args.rounds} rounds of {args.requests} requests, {args.rows:,} tasks")
     for name, values in cpu.items():
         print(f"  {name:8s} CPU per request: median {statistics.median(values):7.1f} us  (min {min(values):.1f})")
     print(f"  raw / taskapi CPU: median {statistics.median(ratios):.3f}  (rounds {min(ratios):.3f}-{max(ratios):.3f})")
     for stop in stops:
         await stop.put({"type": "lifespan.shutdown"})
+    if args.method == "POST":
+        conn = await asyncpg.connect(data.db_url)
+        await conn.execute("DELETE FROM task WHERE id > $1", data.last_seed_id)
+        await conn.close()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--path", default="/api/v1/tasks/{id}", help="a GET path; {id} is a random task id")
+    parser.add_argument("--path", default="/api/v1/tasks/{id}", help="{id} is a random task id")
+    parser.add_argument("--method", default="GET", choices=["GET", "POST", "PATCH"])
+    parser.add_argument("--body", default="", help="a JSON body; {project} is one of the user's projects")
     parser.add_argument("--requests", type=int, default=2000, help="requests per app per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rows", type=int, default=100_000, help="the seeded database to use (bench/seed.py)")

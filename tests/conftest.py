@@ -134,33 +134,20 @@ async def count_rows(table: str) -> int:
 @pytest.fixture
 def query_counter() -> Iterator[Any]:
     """Counts the SQL statements the app sends while the ``counting`` context is active."""
-    from app.db import get_engine
+    import asyncpg
+
     from app.tables import RateLimit
 
-    engine = get_engine()
-    # Every way the app sends SQL: Piccolo queries and the engine's fixed statements.
-    originals = {name: getattr(engine, name) for name in ("run_querystring", "fetch", "fetch_many")}
+    # Every statement the app sends, Piccolo's queries included, is a Connection.fetch.
+    original = asyncpg.Connection.fetch
     counts = {"n": 0, "active": False}
 
-    async def counting_run(querystring: Any, in_pool: bool = True) -> Any:
-        if counts["active"]:
-            counts["n"] += 1
-        return await originals["run_querystring"](querystring, in_pool=in_pool)
-
-    async def counting_fetch(sql: str, *args: Any) -> Any:
+    async def counting_fetch(connection: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
         # The rate limiter's lease (one statement per many requests) is no request's own cost.
-        if counts["active"] and RateLimit._meta.tablename not in sql:
+        if counts["active"] and RateLimit._meta.tablename not in query:
             counts["n"] += 1
-        return await originals["fetch"](sql, *args)
+        return await original(connection, query, *args, **kwargs)
 
-    async def counting_fetch_many(*statements: Any) -> Any:
-        if counts["active"]:
-            counts["n"] += len(statements)
-        return await originals["fetch_many"](*statements)
-
-    engine.run_querystring = counting_run  # type: ignore[method-assign]
-    engine.fetch = counting_fetch  # type: ignore[method-assign]
-    engine.fetch_many = counting_fetch_many  # type: ignore[method-assign]
+    asyncpg.Connection.fetch = counting_fetch  # type: ignore[method-assign]
     yield counts
-    for name, original in originals.items():
-        setattr(engine, name, original)
+    asyncpg.Connection.fetch = original  # type: ignore[method-assign]

@@ -13,8 +13,8 @@ else on one pool connection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import asyncpg
 from piccolo.columns import Column
@@ -22,6 +22,8 @@ from piccolo.query.base import Query
 from piccolo.querystring import QueryString
 
 from app.db import TaskapiTransaction, get_engine
+
+T = TypeVar("T")
 
 
 class Param:
@@ -80,6 +82,16 @@ class Statement:
     async def fetch_one(self, **values: Any) -> asyncpg.Record | None:
         rows = await self.fetch(**values)
         return rows[0] if rows else None
+
+    async def fetch_on(self, connection: asyncpg.Connection, **values: Any) -> list[asyncpg.Record]:
+        """On a connection given by ``on_one_connection``."""
+        rows: list[asyncpg.Record] = await connection.fetch(self.sql, *self.bind(values))
+        return rows
+
+
+async def on_one_connection(work: Callable[[asyncpg.Connection], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Statements run by ``work`` share one connection (one acquire, one snapshot's replica)."""
+    return await get_engine().run(work, read_only=read_only)
 
 
 def transaction() -> TaskapiTransaction:

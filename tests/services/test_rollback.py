@@ -269,7 +269,7 @@ async def test_repeated_failures_do_not_leak_connections(alice):
 
 
 async def test_a_list_inside_a_transaction_sees_its_writes_and_the_rollback_undoes_them(alice):
-    # The page and its count run on the transaction's connection (engine.fetch_many), not on a
+    # The page and its count run on the transaction's connection (engine.run), not on a
     # second pool connection that could not see the uncommitted task.
     await _task(alice.id, title="committed")
     engine = get_engine()
@@ -277,10 +277,10 @@ async def test_a_list_inside_a_transaction_sees_its_writes_and_the_rollback_undo
         async with engine.transaction():
             await _task(alice.id, title="uncommitted")
             page = await task_service.list_tasks(alice.id, task_service.TaskFilters(), sort="title", limit=10, offset=0)
-            assert [t.title for t in page.items] == ["committed", "uncommitted"]
+            assert [t["title"] for t in page.items] == ["committed", "uncommitted"]
             assert page.total == 2
             raise RuntimeError("roll back")
     page = await task_service.list_tasks(alice.id, task_service.TaskFilters(), sort="title", limit=10, offset=0)
-    assert [t.title for t in page.items] == ["committed"]
+    assert [t["title"] for t in page.items] == ["committed"]
     assert page.total == 1
     await _assert_pool_healthy()
