@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
-import msgspec
 from litestar.enums import ScopeType
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -432,7 +431,6 @@ async def start_pool(settings: Settings) -> None:
         "max_size": settings.pool_max_size,
         "max_inactive_connection_lifetime": 60.0,
         "reset": keep_session,
-        "init": json_as_raw,
     }
     try:
         await engine.start_connection_pool(min_size=settings.pool_min_size, **options)
@@ -446,12 +444,6 @@ async def start_pool(settings: Settings) -> None:
         replica.pool = await asyncpg.create_pool(**engine_config(settings, dsn=url), min_size=0, **options)
         replicas.append(replica)
     engine.replicas = replicas
-
-
-async def json_as_raw(connection: asyncpg.Connection) -> None:
-    """``json`` values (built by PostgreSQL for an answer, such as a task's labels) arrive as
-    ``msgspec.Raw`` and are encoded into the answer as they are; the tables' own columns are jsonb."""
-    await connection.set_type_codec("json", schema="pg_catalog", encoder=str, decoder=msgspec.Raw, format="text")
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:

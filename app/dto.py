@@ -26,7 +26,9 @@ What is not a column (a task's labels, ``label_ids``) is declared per DTO in ``e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, make_dataclass
 from dataclasses import fields as dataclass_fields
 from functools import cache
@@ -134,6 +136,9 @@ class ExtraField:
     annotation: Any
     default: Any = msgspec.NODEFAULT
     read_only: bool = False
+    # The value arrives as JSON text built by PostgreSQL (``annotation`` is its shape) and is
+    # sent as it is: decoding and encoding it again per row would cost more than the row.
+    json_text: bool = False
 
 
 class Field(NamedTuple):
@@ -372,14 +377,31 @@ class StrictDTO(AbstractDTO[T], Generic[T]):
         return False
 
 
+def answer_values(names: tuple[str, ...], extra_fields: dict[str, ExtraField]) -> Callable[[Any], Any]:
+    """An answer's values in field order from a row (a mapping); JSON text fields as ``msgspec.Raw``.
+
+    Not a plain function: stored on the DTO class, that would bind as a method."""
+    get = operator.itemgetter(*names)
+    raw = tuple(i for i, name in enumerate(names) if name in extra_fields and extra_fields[name].json_text)
+    return functools.partial(_with_raw_json, get, raw) if raw else get
+
+
+def _with_raw_json(get: operator.itemgetter[Any], raw: tuple[int, ...], row: Any) -> list[Any]:
+    found = list(get(row))
+    for i in raw:
+        found[i] = msgspec.Raw(found[i])
+    return found
+
+
 class PiccoloDTO(StrictDTO[T], Generic[T]):
     """Project-owned DTO for Piccolo tables. See the module docstring for what it fixes."""
 
     config: ClassVar[DTOConfig] = DTOConfig()
     extra_fields: ClassVar[dict[str, ExtraField]] = {}
     answer: ClassVar[type[msgspec.Struct]]
-    # An answer's values in field order, from a row's __dict__ (a Piccolo column is a descriptor).
-    answer_values: ClassVar[operator.itemgetter[Any]]
+    # An answer's values in field order, from a row's __dict__ (a Piccolo column is a descriptor)
+    # or a statement's row: answer_values().
+    answer_values: ClassVar[Any]
 
     @classmethod
     def fields(cls) -> list[Field]:
@@ -393,7 +415,7 @@ class PiccoloDTO(StrictDTO[T], Generic[T]):
     def answer_struct(cls) -> type[msgspec.Struct]:
         if "answer" not in cls.__dict__:
             cls.answer = build_struct(cls.__schema_name__ or cls.__name__, cls.fields(), cls.config, body=False)
-            cls.answer_values = operator.itemgetter(*cls.answer.__struct_fields__)
+            cls.answer_values = answer_values(cls.answer.__struct_fields__, cls.extra_fields)
         return cls.answer
 
     @classmethod
@@ -570,7 +592,7 @@ class TaskReadDTO(PiccoloDTO[Task]):
     __schema_name__ = "Task"
     config = DTOConfig(exclude={"owner"}, rename_fields=TASK_RENAMES)
     extra_fields: ClassVar[dict[str, ExtraField]] = {
-        "labels": ExtraField(list[LabelBrief], read_only=True),
+        "labels": ExtraField(list[LabelBrief], read_only=True, json_text=True),
         "assignee_ids": ExtraField(list[int], read_only=True),
     }
 

@@ -105,13 +105,18 @@ async def test_server_side_timeouts_hold_through_pgbouncer(admin_url):
             assert isinstance(engine, TaskapiEngine)
             await engine.start_connection_pool(min_size=0, max_size=4)
             try:
-                shown = await engine.fetch_many(
-                    ("SHOW statement_timeout", ()),
-                    ("SHOW idle_in_transaction_session_timeout", ()),
-                    ("SHOW timezone", ()),
-                    ("SELECT current_setting('application_name') AS name", ()),
-                )
-                assert [rows[0][0] for rows in shown] == ["500ms", "30s", "UTC", "taskapi"]
+                async def show(connection: asyncpg.Connection) -> list[str]:
+                    return [
+                        await connection.fetchval(sql)
+                        for sql in (
+                            "SHOW statement_timeout",
+                            "SHOW idle_in_transaction_session_timeout",
+                            "SHOW timezone",
+                            "SELECT current_setting('application_name')",
+                        )
+                    ]
+
+                assert await engine.run(show) == ["500ms", "30s", "UTC", "taskapi"]
                 # The server cancels a long statement (a client-side command_timeout would be a
                 # TimeoutError after 1.5 s), on its own and inside a transaction.
                 started = time.monotonic()

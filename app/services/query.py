@@ -90,7 +90,7 @@ class Statement:
 
 
 async def on_one_connection(work: Callable[[asyncpg.Connection], Awaitable[T]], *, read_only: bool = False) -> T:
-    """Statements run by ``work`` share one connection (one acquire, one snapshot's replica)."""
+    """Statements run by ``work`` share one connection: one pool acquire, and one replica for all."""
     return await get_engine().run(work, read_only=read_only)
 
 

@@ -295,13 +295,8 @@ async def get_task(user_id: int, task_id: int) -> Task:
 
 
 def _task(record: Any) -> Task:
-    """A task from a row with ``labels`` (JSON from sql.labels_json) and ``assignee_ids``.
-
-    Its labels are decoded (a list page passes PostgreSQL's text on), so the answer's bytes are
-    msgspec's own, and an idempotent replay of a create repeats them exactly."""
-    row = dict(record)
-    row["labels"] = msgspec.json.decode(row["labels"])
-    return from_row(Task, row)
+    """A task from a row with ``labels`` (JSON text from sql.labels_json) and ``assignee_ids``."""
+    return from_row(Task, dict(record))
 
 
 async def _why_not(user_id: int, task_ids: list[int], least: ProjectRole, *, stale: bool = True) -> None:
@@ -532,6 +527,8 @@ def _restore(rows: list[dict[str, Any]]) -> list[Task]:
     tasks = []
     for row in rows:
         extras = {k: row.pop(k, []) for k in EXTRA}
+        if not isinstance(extras["labels"], str):  # stored before labels were kept as JSON text
+            extras["labels"] = msgspec.json.encode(extras["labels"]).decode()
         task = from_row(Task, row)
         task.__dict__.update(extras)
         tasks.append(task)

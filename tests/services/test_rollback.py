@@ -8,6 +8,7 @@ written), so only a real rollback leaves the database as it was.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ async def test_create_task_with_a_bad_label_leaves_no_task_and_no_links(alice, b
     await _assert_pool_healthy()
     # The same user can create right after, and ids were not handed to a half-written row.
     task = await _task(alice.id, label_ids=mine)
-    assert [lbl["id"] for lbl in task.labels] == mine  # type: ignore[attr-defined]
+    assert [lbl["id"] for lbl in json.loads(task.labels)] == mine  # type: ignore[attr-defined]  # JSON text
 
 
 async def test_create_task_with_idempotency_key_stores_no_key_on_failure(alice):
@@ -178,7 +179,7 @@ async def test_update_task_with_a_bad_label_changes_neither_task_nor_labels(alic
     assert await _snapshot() == before
     fetched = await task_service.get_task(alice.id, task.id)
     assert (fetched.title, fetched.status, fetched.version, fetched.completed_at) == ("original", "todo", 1, None)
-    assert [lbl["id"] for lbl in fetched.labels] == [a, b]  # type: ignore[attr-defined]
+    assert [lbl["id"] for lbl in json.loads(fetched.labels)] == [a, b]  # type: ignore[attr-defined]
     await _assert_pool_healthy()
 
 
