@@ -23,7 +23,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 from litestar.static_files import create_static_files_router
-from litestar.types import Message, Scope
 
 from app.auth import TOKEN_URL, auth_middleware
 from app.controllers.auth import AuthController, UserController
@@ -33,14 +32,14 @@ from app.controllers.health import HealthController
 from app.controllers.invitations import InvitationController
 from app.controllers.labels import LabelController
 from app.controllers.members import MemberController
-from app.controllers.params import REPLAYED_STATE_KEY, check_query_spelling
+from app.controllers.params import check_query_spelling
 from app.controllers.projects import ProjectController
 from app.controllers.tasks import TaskController
 from app.controllers.webhooks import WebhookController
 from app.db import RequestDeadline, close_pool, read_routing, start_pool
 from app.errors import exception_handlers
 from app.events import EventHub, EventPoke
-from app.http_hygiene import TaskapiLitestar, cors_config, http_hygiene
+from app.http_hygiene import TaskapiLitestar, cors_config
 from app.openapi import SCHEMA_PLUGINS, document_api, operation_id
 from app.ratelimit import Limiter, rate_limit_middleware
 from app.services.idempotency import purge_expired_keys
@@ -84,12 +83,6 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
     """What every request must pass before its handler's arguments are parsed."""
     check_query_spelling(request)
     await require_json_body(request)
-
-
-async def add_replay_header(message: Message, scope: Scope) -> None:
-    """``Idempotent-Replayed: true`` on answers a controller flagged as replays."""
-    if message["type"] == "http.response.start" and scope.get("state", {}).get(REPLAYED_STATE_KEY):
-        message["headers"] = [*message.get("headers", []), (b"idempotent-replayed", b"true")]
 
 
 async def _purge_idempotency_keys() -> None:
@@ -185,7 +178,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan, limiter.lifespan],
         exception_handlers=exception_handlers,
         before_request=check_request,
-        before_send=[add_replay_header, http_hygiene],
         openapi_config=openapi,
         plugins=[*SCHEMA_PLUGINS],
         request_max_body_size=MAX_BODY_BYTES,

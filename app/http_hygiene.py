@@ -1,4 +1,5 @@
-"""HTTP details every answer shares: HEAD wherever GET is, a true ``Allow``, nosniff, CORS.
+"""HTTP details every answer shares: HEAD wherever GET is, a true ``Allow``, nosniff, CORS,
+``Idempotent-Replayed``.
 
 Litestar 2.25 serves HEAD only through separate, body-less ``@head`` handlers, and its automatic
 OPTIONS handler reports the methods of a stale route when one path's handlers come from several
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 # The scope key marking a HEAD request served by the GET handler.
 HEAD_AS_GET = "taskapi.head_as_get"
+# The request state key a controller sets on an idempotent replay (controllers/params.py).
+REPLAYED_STATE_KEY = "idempotent_replayed"
 
 # Request headers a browser client sends, and response headers it may read (CORS).
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "If-Match", "Idempotency-Key"]
@@ -28,15 +31,25 @@ CORS_ALLOW_METHODS: list[Any] = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTI
 
 
 class TaskapiLitestar(Litestar):
-    """Litestar, answering HEAD with the GET handler's status and headers and no body."""
+    """Litestar, answering HEAD with the GET handler's status and headers and no body, and
+    passing every HTTP answer through ``http_hygiene`` (one send wrapper per request: Litestar's
+    ``before_send`` hooks cost a coroutine per hook and message, bench/README.md)."""
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:  # type: ignore[override]
-        if scope["type"] == "http" and scope["method"] == "HEAD":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
             # Routed as GET (a route without GET answers 405 naming its methods); the body is
             # dropped in http_hygiene, so Content-Length still says what a GET would get.
             scope["method"] = "GET"
             scope[HEAD_AS_GET] = True
-        await super().__call__(scope, receive, send)
+
+        async def send_hygienic(message: Message) -> None:
+            http_hygiene(message, scope)
+            await send(message)
+
+        await super().__call__(scope, receive, send_hygienic)
 
 
 def _allow(methods: set[str]) -> bytes:
@@ -54,8 +67,8 @@ def _route_methods(app: Litestar) -> dict[str, set[str]]:
     return cached
 
 
-async def http_hygiene(message: Message, scope: Scope) -> None:
-    """A before_send hook: nosniff everywhere, a true Allow, and no body for HEAD."""
+def http_hygiene(message: Message, scope: Scope) -> None:
+    """nosniff everywhere, a true Allow, Idempotent-Replayed on replays, and no body for HEAD."""
     if message["type"] == "http.response.start":
         headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"allow"]
         allow = next((value for name, value in message.get("headers", []) if name.lower() == b"allow"), None)
@@ -66,6 +79,8 @@ async def http_hygiene(message: Message, scope: Scope) -> None:
                 methods = {method.strip() for method in allow.decode().split(",") if method.strip()}
             headers.append((b"allow", _allow(methods)))
         headers.append((b"x-content-type-options", b"nosniff"))
+        if scope.get("state", {}).get(REPLAYED_STATE_KEY):
+            headers.append((b"idempotent-replayed", b"true"))
         message["headers"] = headers
     elif message["type"] == "http.response.body" and scope.get(HEAD_AS_GET):  # type: ignore[misc]
         message["body"] = b""

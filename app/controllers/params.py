@@ -16,6 +16,7 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from app.auth import Principal
 from app.dto import NUL_REFUSED, in_utc_range
 from app.errors import BadParameterError
+from app.http_hygiene import REPLAYED_STATE_KEY
 from app.services import labels, projects, tasks
 from app.services.idempotency import Idempotency
 
@@ -201,9 +202,6 @@ def _is_list(annotation: Any) -> bool:
 
 def etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
-
-
-REPLAYED_STATE_KEY = "idempotent_replayed"
 
 
 def mark_replayed(request: Request[Any, Any, Any], replayed: bool) -> None:
