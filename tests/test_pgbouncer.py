@@ -105,6 +105,7 @@ async def test_server_side_timeouts_hold_through_pgbouncer(admin_url):
             assert isinstance(engine, TaskapiEngine)
             await engine.start_connection_pool(min_size=0, max_size=4)
             try:
+
                 async def show(connection: asyncpg.Connection) -> list[str]:
                     return [
                         await connection.fetchval(sql)
