@@ -32,8 +32,8 @@ CORS_ALLOW_METHODS: list[Any] = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTI
 
 class TaskapiLitestar(Litestar):
     """Litestar, answering HEAD with the GET handler's status and headers and no body, and
-    passing every HTTP answer through ``http_hygiene`` (one send wrapper per request: Litestar's
-    ``before_send`` hooks cost a coroutine per hook and message, bench/README.md)."""
+    passing every HTTP answer through ``http_hygiene`` (one send wrapper per request, where
+    Litestar's ``before_send`` hooks await a coroutine per hook and message)."""
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:  # type: ignore[override]
         if scope["type"] != "http":

@@ -205,7 +205,7 @@ def etag(version: int) -> dict[str, str]:
 
 
 def mark_replayed(request: Request[Any, Any, Any], replayed: bool) -> None:
-    """Flag the answer as an idempotent replay; app.asgi adds ``Idempotent-Replayed: true``."""
+    """Flag the answer as an idempotent replay; app.http_hygiene adds ``Idempotent-Replayed: true``."""
     if replayed:
         request.state[REPLAYED_STATE_KEY] = True
 
