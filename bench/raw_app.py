@@ -484,13 +484,15 @@ async def list_tasks(
         # Not correlated with t: one membership probe for the whole statement.
         access = f"t.project = {p} AND EXISTS (SELECT 1 FROM project_member m WHERE m.project = {p} AND m.member = $1)"
         scopes = [(access, False)]
+        counted = [access]
     else:
         scopes = [("t.project IS NULL AND t.owner = $1", False), ("t.project = m.project", True)]
-        # Counting needs no order: one scan of the user's inbox and projects (as one array).
-        access = (
-            "((t.project IS NULL AND t.owner = $1)"
-            " OR t.project = ANY(ARRAY(SELECT m.project FROM project_member m WHERE m.member = $1)))"
-        )
+        # Counting needs no order: the user's inbox, then their projects (as one array), each
+        # read from an index alone.
+        counted = [
+            "t.project IS NULL AND t.owner = $1",
+            "t.project = ANY(ARRAY(SELECT m.project FROM project_member m WHERE m.member = $1))",
+        ]
 
     def union(cols: str, n: str) -> str:
         """Each scope's first ``n`` rows in the list's order, as one UNION ALL."""
@@ -525,7 +527,8 @@ async def list_tasks(
             else:
                 filter_args.append(EXACT_TOTAL_MAX + 1)
                 cap = f"${len(filter_args)}"
-                matches = f"SELECT 1 FROM task t WHERE {' AND '.join([access, *where])} LIMIT {cap}"
+                parts = " UNION ALL ".join(f"(SELECT 1 FROM task t WHERE {' AND '.join([c, *where])})" for c in counted)
+                matches = f"{parts} LIMIT {cap}"
                 total = await conn.fetchval(f"SELECT count(*) FROM ({matches}) n", *filter_args)
         return json_response(
             OffsetPage(

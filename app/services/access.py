@@ -143,11 +143,12 @@ def list_scopes(project_given: bool, inbox: bool | None) -> tuple[Scope, ...]:
     return tuple(scopes)
 
 
-def listed_tasks() -> Combinable:
-    """The tasks ``user`` can see, for lists: the projects come as one array (an InitPlan), so
-    the task indexes on ``project`` and on ``owner`` serve the scan."""
+def counted_parts() -> tuple[Combinable, Combinable]:
+    """The tasks ``user`` can see, for a list's count: their inbox (its partial index on the
+    owner) and their projects (as one array, an InitPlan, on the index on ``project``), so that
+    a count can read each part from its index alone."""
     projects = ProjectMember.select(ProjectMember.project).where(ProjectMember.member == USER)
-    return _own_inbox() | WhereRaw(f"{column_sql(Task.project)} = ANY(ARRAY({{}}))", querystring(projects))
+    return _own_inbox(), WhereRaw(f"{column_sql(Task.project)} = ANY(ARRAY({{}}))", querystring(projects))
 
 
 # ``user``'s role in ``project`` (no row: not a member).

@@ -151,9 +151,11 @@ def rows_by_id(ids: QueryString, order: str) -> QueryString:
     return QueryString(f'SELECT {PAGE_COLUMNS} FROM task WHERE "task"."id" IN ({{}}) ORDER BY {order}', ids)
 
 
-def capped_count(rows: QueryString) -> QueryString:
-    """How many rows ``rows`` has, counting no further than ``count_max``."""
-    return QueryString("SELECT count(*) AS count FROM ({} LIMIT {}) n", rows, Param("count_max"))
+def capped_count(parts: list[QueryString]) -> QueryString:
+    """How many rows the parts have together, counting no further than ``count_max``: read one
+    after the other (UNION ALL), each from its own index, and no part once the count is reached."""
+    union = " UNION ALL ".join("({})" for _ in parts)
+    return QueryString(f"SELECT count(*) AS count FROM ({union} LIMIT {{}}) n", *parts, Param("count_max"))
 
 
 def returning_extras(update: QueryString) -> QueryString:

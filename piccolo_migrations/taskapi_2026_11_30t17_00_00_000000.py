@@ -1,0 +1,39 @@
+"""A partial index on task (owner) for inbox tasks: a list's count reads the inbox from it alone.
+
+An offset page of the whole list counts up to 10 001 of the user's tasks, inbox first: without
+this index the inbox rows were read from the table (a bitmap heap scan over every task without
+a project, filtered by owner); with it, the count is an index-only scan (bench/README.md,
+"Shared projects": 5.3 -> 1.0 ms per count for the bench user).
+"""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.engine.finder import engine_finder
+
+ID = "2026-11-30T17:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "task inbox index"
+
+FORWARDS = ["CREATE INDEX IF NOT EXISTS task_inbox_owner ON task (owner) WHERE project IS NULL"]
+BACKWARDS = ["DROP INDEX IF EXISTS task_inbox_owner"]
+
+
+async def _run(statements: list[str]) -> None:
+    engine = engine_finder()
+    assert engine is not None
+    for statement in statements:
+        # On the migration's transaction (MigrationManager.run opens it).
+        await engine.run_ddl(statement)
+
+
+async def forwards():
+    manager = MigrationManager(migration_id=ID, app_name="taskapi", description=DESCRIPTION)
+
+    async def run():
+        await _run(FORWARDS)
+
+    async def run_backwards():
+        await _run(BACKWARDS)
+
+    manager.add_raw(run)
+    manager.add_raw_backwards(run_backwards)
+    return manager
