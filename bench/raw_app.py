@@ -507,19 +507,20 @@ async def list_tasks(
     def merged(cols: str, n: str, tail: str) -> str:
         return f"SELECT {cols.replace('t.', '')} FROM ({union(cols, n)}) t ORDER BY {order} {tail}"
 
+    def page_sql(window: str, tail: str, narrow: bool) -> str:
+        """The page's rows with labels; ``narrow``: the scopes' rows as bare ids and sort keys,
+        then the page by id (past the first page, or merging every project's first rows)."""
+        if narrow:
+            sort_columns = ", ".join(dict.fromkeys(["t.id", *(f"t.{name}" for name, _ in keys)]))
+            ids = f"SELECT id FROM ({merged(sort_columns, window, tail)}) p"
+            return f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM task t WHERE t.id IN ({ids}) ORDER BY {order}"
+        return f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM ({merged('t.*', window, tail)}) t ORDER BY {order}"
+
     if not keyset:
         filter_args = list(args)
         args += [limit, offset, limit + offset]
         n_limit, n_offset, window = (f"${len(args) - i}" for i in (2, 1, 0))
-        if offset:
-            # Past the first page the skipped rows are bare ids and sort keys, then the page by id.
-            sort_columns = ", ".join(dict.fromkeys(["t.id", *(f"t.{name}" for name, _ in keys)]))
-            page = merged(sort_columns, window, f"LIMIT {n_limit} OFFSET {n_offset}")
-            ids = f"SELECT id FROM ({page}) p"
-            sql = f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM task t WHERE t.id IN ({ids}) ORDER BY {order}"
-        else:
-            page = merged("t.*", window, f"LIMIT {n_limit} OFFSET {n_offset}")
-            sql = f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM ({page}) t ORDER BY {order}"
+        sql = page_sql(window, f"LIMIT {n_limit} OFFSET {n_offset}", bool(offset) or project_id is None)
         async with db().acquire() as conn:
             rows = await conn.fetch(sql, *args)
             if len(rows) < limit and (rows or offset == 0):
@@ -539,8 +540,7 @@ async def list_tasks(
             )
         )
     args.append(limit + 1)
-    page = merged("t.*", f"${len(args)}", f"LIMIT ${len(args)}")
-    rows = await db().fetch(f"SELECT {COLUMNS}, {EXTRAS_OF_T} FROM ({page}) t ORDER BY {order}", *args)
+    rows = await db().fetch(page_sql(f"${len(args)}", f"LIMIT ${len(args)}", project_id is None), *args)
     items = [task_out(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit and items:

@@ -1,4 +1,4 @@
-"""A partial index on task (owner) for inbox tasks: a list's count reads the inbox from it alone.
+"""A partial index on task (owner, status) for inbox tasks: a list's count reads the inbox from it alone.
 
 An offset page of the whole list counts up to 10 001 of the user's tasks, inbox first: without
 this index the inbox rows were read from the table (a bitmap heap scan over every task without
@@ -13,7 +13,7 @@ ID = "2026-11-30T17:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "task inbox index"
 
-FORWARDS = ["CREATE INDEX IF NOT EXISTS task_inbox_owner ON task (owner) WHERE project IS NULL"]
+FORWARDS = ["CREATE INDEX IF NOT EXISTS task_inbox_owner ON task (owner, status) WHERE project IS NULL"]
 BACKWARDS = ["DROP INDEX IF EXISTS task_inbox_owner"]
 
 

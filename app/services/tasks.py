@@ -189,17 +189,20 @@ def _page_statement(shape: Shape, keys: tuple[Sort, ...], kind: str, nulls: tupl
         filters = _and(after_clause(Task, list(keys), nulls), filters)
     order = order_sql(Task, list(keys))
     given = dict(shape[0])
-    # Past the first page the skipped rows are bare ids and sort keys, cheaper to merge and skip.
-    sort_columns = {Task._meta.get_column_by_name(k.field) for k in keys}
-    columns = [Task.id, *(c for c in Task._meta.columns if c in sort_columns and c is not Task.id)]
-    if kind != "deep":
-        columns = list(Task._meta.columns)
+    scopes = access.list_scopes("project_id" in given, given.get("inbox"))
+    # Where most rows read are dropped (past the first page, or merging every project's first
+    # rows), the branches read bare ids and sort keys (index-only) and the page's rows come by id.
+    narrow = kind == "deep" or any(scope.per_project for scope in scopes)
+    columns = list(Task._meta.columns)
+    if narrow:
+        sort_columns = {Task._meta.get_column_by_name(k.field) for k in keys}
+        columns = [Task.id, *(c for c in Task._meta.columns if c in sort_columns and c is not Task.id)]
     branches = []
-    for scope in access.list_scopes("project_id" in given, given.get("inbox")):
+    for scope in scopes:
         branch = apply_order(Task.select(*columns).where(_and(scope.condition, filters)), Task, list(keys))
         limited = QueryString("{} LIMIT {}", querystring(branch), Param("window"))
         branches.append(sql.for_each_project(limited) if scope.per_project else limited)
-    if kind == "deep":
+    if narrow:
         return Statement(sql.rows_by_id(sql.merged(branches, order, columns='"task"."id"'), order))
     return Statement(sql.rows_of(sql.merged(branches, order), order))
 
