@@ -13,8 +13,16 @@ ID = "2026-11-30T17:00:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "task inbox index"
 
-FORWARDS = ["CREATE INDEX IF NOT EXISTS task_inbox_owner ON task (owner, status) WHERE project IS NULL"]
-BACKWARDS = ["DROP INDEX IF EXISTS task_inbox_owner"]
+FORWARDS = [
+    "CREATE INDEX IF NOT EXISTS task_inbox_owner ON task (owner, status) WHERE project IS NULL",
+    # Index-only scans need the visibility map; the default (20 % of rows dead) let 20 000 updates
+    # of a 100 000-task table make the count 5-9x slower until a vacuum ran.
+    "ALTER TABLE task SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)",
+]
+BACKWARDS = [
+    "ALTER TABLE task RESET (autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold)",
+    "DROP INDEX IF EXISTS task_inbox_owner",
+]
 
 
 async def _run(statements: list[str]) -> None:
