@@ -144,9 +144,9 @@ def list_scopes(project_given: bool, inbox: bool | None) -> tuple[Scope, ...]:
 
 
 def counted_parts() -> tuple[Combinable, Combinable]:
-    """The tasks ``user`` can see, for a list's count: their inbox (its partial index on the
-    owner) and their projects (as one array, an InitPlan, on the index on ``project``), so that
-    a count can read each part from its index alone."""
+    """The tasks ``user`` can see, for a list's count: their inbox (its partial index on owner
+    and status) and their projects (as one array, an InitPlan, on the indexes on ``project``),
+    so that a count can read each part from an index alone."""
     projects = ProjectMember.select(ProjectMember.project).where(ProjectMember.member == USER)
     return _own_inbox(), WhereRaw(f"{column_sql(Task.project)} = ANY(ARRAY({{}}))", querystring(projects))
 
