@@ -421,3 +421,21 @@ async def test_a_replayed_body_is_valid_json_of_the_created_object(client, alice
     data = json.loads(replay.content)
     assert data["due_at"] == "2030-01-02T01:04:05Z"
     assert data == (await client.get(first.headers["location"], headers=alice.headers)).json()
+
+
+async def test_a_task_answer_stored_before_labels_were_kept_as_json_text_still_replays(client, alice, raw_db):
+    # Snapshots taken before this change hold a task's labels as a list, not as JSON text.
+    label = (await client.post(f"{API}/labels", json={"name": "red"}, headers=alice.headers)).json()
+    body = {"title": "T", "label_ids": [label["id"]]}
+    first = await client.post(f"{API}/tasks", json=body, headers=_keyed(alice, "k"))
+    assert first.status_code == 201, first.text
+    stored = await raw_db.fetchval("SELECT snapshot FROM idempotency_key WHERE key = 'k'")
+    rows = json.loads(stored)
+    assert isinstance(rows[0]["labels"], str)  # the present format: the text PostgreSQL built
+    rows[0]["labels"] = json.loads(rows[0]["labels"])
+    await raw_db.execute("UPDATE idempotency_key SET snapshot = $1::jsonb WHERE key = 'k'", json.dumps(rows))
+    replay = await client.post(f"{API}/tasks", json=body, headers=_keyed(alice, "k"))
+    assert replay.status_code == 201, replay.text
+    assert replay.headers[REPLAYED] == "true"
+    assert replay.json() == first.json()
+    assert replay.json()["labels"] == [{"id": label["id"], "name": "red", "color": None}]
