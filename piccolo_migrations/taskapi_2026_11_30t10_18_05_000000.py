@@ -7,28 +7,14 @@ migration's raw statements run before its tables are created, hence this second 
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+
+from app.migration_sql import add_sql
 
 ID = "2026-11-30T10:18:05:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "rate limit counts unlogged"
 
 
-async def _run(statement: str) -> None:
-    engine = engine_finder()
-    assert engine is not None
-    await engine.run_ddl(statement)
-
-
 async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="taskapi", description=DESCRIPTION)
-
-    async def run():
-        await _run("ALTER TABLE rate_limit SET UNLOGGED")
-
-    async def run_backwards():
-        await _run("ALTER TABLE rate_limit SET LOGGED")
-
-    manager.add_raw(run)
-    manager.add_raw_backwards(run_backwards)
-    return manager
+    return add_sql(manager, ["ALTER TABLE rate_limit SET UNLOGGED"], ["ALTER TABLE rate_limit SET LOGGED"])

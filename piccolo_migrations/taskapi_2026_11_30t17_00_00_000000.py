@@ -8,7 +8,8 @@ so those scans stay index-only under updates.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+
+from app.migration_sql import add_sql
 
 ID = "2026-11-30T17:00:00:000000"
 VERSION = "1.38.0"
@@ -26,23 +27,6 @@ BACKWARDS = [
 ]
 
 
-async def _run(statements: list[str]) -> None:
-    engine = engine_finder()
-    assert engine is not None
-    for statement in statements:
-        # On the migration's transaction (MigrationManager.run opens it).
-        await engine.run_ddl(statement)
-
-
 async def forwards():
     manager = MigrationManager(migration_id=ID, app_name="taskapi", description=DESCRIPTION)
-
-    async def run():
-        await _run(FORWARDS)
-
-    async def run_backwards():
-        await _run(BACKWARDS)
-
-    manager.add_raw(run)
-    manager.add_raw_backwards(run_backwards)
-    return manager
+    return add_sql(manager, FORWARDS, BACKWARDS)
