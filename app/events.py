@@ -334,12 +334,10 @@ class EventHub:
 
     # ------------------------------------------------------------------ a stream
 
-    async def _catch_up(self, user_id: int, cursor: int | None) -> event_service.FeedPage | None:
-        """The next page from the table (none yet: the position to start from), or None when the
-        database did not answer (a restart): the stream stays open and tries again."""
+    async def _catch_up(self, user_id: int, cursor: int) -> event_service.FeedPage | None:
+        """The next page from the table, or None when the database did not answer (a restart):
+        the stream stays open and tries again."""
         try:
-            if cursor is None:
-                return event_service.FeedPage(items=[], next_after=await event_service.settled_position(), raw=[])
             return await event_service.list_events(user_id, after=cursor, limit=CATCH_UP_PAGE)
         except ResyncRequired:
             raise
@@ -347,9 +345,10 @@ class EventHub:
             logger.info("event stream: catching up failed (%s); trying again", type(exc).__name__)
             return None
 
-    async def stream(self, user_id: int, after: int | None) -> AsyncIterator[bytes]:
-        """One subscriber's SSE body: the events after ``after`` (None: from now), then live
-        ones as they settle, with a heartbeat comment when nothing was sent for a while."""
+    async def stream(self, user_id: int, after: int) -> AsyncIterator[bytes]:
+        """One subscriber's SSE body: the events after ``after`` (the caller fixes "from now" as
+        the settled position before answering), then live ones as they settle, with a heartbeat
+        comment when nothing was sent for a while."""
         async with self.subscribe(user_id) as sub:
             yield b"retry: 2000\n\n"
             heartbeat = self.settings.sse_heartbeat_seconds
@@ -359,7 +358,7 @@ class EventHub:
             while not self.closing:
                 current = self._round
                 sent = False
-                if cursor is None or not self.following(cursor):
+                if not self.following(cursor):
                     page = await self._catch_up(user_id, cursor)
                     if page is None:
                         await asyncio.sleep(CATCH_UP_RETRY)
